@@ -1,0 +1,266 @@
+//! The local cache directory: action records, the blob store, per-key locks, memos, logs
+//! and per-repository working state. The tree is drawn in `cache-layout.md`.
+
+use std::fs::{self, File, TryLockError};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::archive::digest_file;
+use super::atomic::{sync_dir, write_atomic};
+use super::{ActionRecord, ArtifactStore, CacheError, CacheHit, CorruptEntry, LAYOUT_VERSION};
+
+/// Format of action records written by this tbuild.
+pub const RECORD_FORMAT: u32 = 1;
+
+const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by tbuild.\n\
+# For information about cache directory tags see https://bford.info/cachedir/\n";
+
+/// A cache dir on the local filesystem.
+#[derive(Debug, Clone)]
+pub struct LocalCache {
+    root: PathBuf,
+    versioned: PathBuf,
+}
+
+impl LocalCache {
+    /// Opens (creating if needed) the cache at `root`.
+    pub fn open(root: &Path) -> Result<LocalCache, CacheError> {
+        let versioned = root.join(format!("v{LAYOUT_VERSION}"));
+        for dir in ["actions", "blobs", "locks", "tmp", "memo", "graphs", "logs"] {
+            let dir = versioned.join(dir);
+            fs::create_dir_all(&dir).map_err(CacheError::io(&dir))?;
+        }
+        let tag = root.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            write_atomic(&versioned.join("tmp"), &tag, CACHEDIR_TAG.as_bytes())?;
+        }
+        Ok(LocalCache { root: root.to_path_buf(), versioned })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Temp files live here so that every rename into the cache stays on one filesystem.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.versioned.join("tmp")
+    }
+
+    pub fn action_path(&self, key: &str) -> PathBuf {
+        self.versioned.join("actions").join(shard(key)).join(format!("{key}.json"))
+    }
+
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.versioned.join("blobs").join(shard(digest)).join(format!("{digest}.tar.zst"))
+    }
+
+    pub fn memo_path(&self) -> PathBuf {
+        self.versioned.join("memo").join("git-blob-blake3.bin")
+    }
+
+    pub fn graph_path(&self, digest: &str) -> PathBuf {
+        self.versioned.join("graphs").join(format!("{digest}.json"))
+    }
+
+    pub fn log_path(&self, target: &str, key: &str) -> PathBuf {
+        self.versioned.join("logs").join(target).join(format!("{}.log", &key[..16.min(key.len())]))
+    }
+
+    /// Per-repository state that is not part of the content-addressed format: the git
+    /// mirror, the reusable checkout and the persistent build dirs.
+    pub fn repo_dir(&self, repo_id: &str) -> PathBuf {
+        self.root.join("repos").join(repo_id)
+    }
+
+    /// Takes the exclusive lock of `key`, calling `on_wait` first if another process holds it.
+    pub fn lock_key(&self, key: &str, on_wait: impl FnOnce()) -> Result<KeyLock, CacheError> {
+        let path = self.versioned.join("locks").join(format!("{key}.lock"));
+        KeyLock::acquire(&path, on_wait)
+    }
+
+    /// A JSON memo (e.g. a crate graph) written earlier by [`LocalCache::put_json`].
+    /// An unreadable memo is treated as absent: it is derived data and is rewritten.
+    pub fn get_json<T: DeserializeOwned>(&self, path: &Path) -> Option<T> {
+        let bytes = fs::read(path).ok()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                tracing::warn!("ignoring unreadable memo {}: {err}", path.display());
+                None
+            }
+        }
+    }
+
+    pub fn put_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), CacheError> {
+        let bytes = serde_json::to_vec_pretty(value).expect("memo values serialise");
+        write_atomic(&self.tmp_dir(), path, &bytes)
+    }
+
+    fn drop_entry(&self, key: &str, blob: Option<&Path>) {
+        // Best effort: a failure here only means the next reader drops it again.
+        let _ = fs::remove_file(self.action_path(key));
+        if let Some(blob) = blob {
+            let _ = fs::remove_file(blob);
+        }
+    }
+}
+
+impl ArtifactStore for LocalCache {
+    fn get(&self, key: &str, on_corrupt: &mut dyn FnMut(CorruptEntry)) -> Result<Option<CacheHit>, CacheError> {
+        let path = self.action_path(key);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CacheError::Io { path, source }),
+        };
+        let record: ActionRecord = match serde_json::from_slice(&bytes) {
+            Ok(record) => record,
+            Err(err) => {
+                on_corrupt(CorruptEntry { key: key.into(), path: path.clone(), reason: format!("unreadable action record: {err}") });
+                self.drop_entry(key, None);
+                return Ok(None);
+            }
+        };
+        if record.format > RECORD_FORMAT {
+            return Err(CacheError::NewerFormat { path, found: record.format, supported: RECORD_FORMAT });
+        }
+        let blob = self.blob_path(&record.artifact_digest);
+        let reason = match digest_file(&blob) {
+            Ok(actual) if actual.to_hex().as_str() == record.artifact_digest => {
+                return Ok(Some(CacheHit { record, archive: blob }));
+            }
+            Ok(actual) => format!("archive digest is {}, its record says {}", actual.to_hex(), record.artifact_digest),
+            Err(err) if err.kind() == ErrorKind::NotFound => "its archive is missing".to_string(),
+            Err(source) => return Err(CacheError::Io { path: blob, source }),
+        };
+        on_corrupt(CorruptEntry { key: key.into(), path: blob.clone(), reason });
+        self.drop_entry(key, Some(&blob));
+        Ok(None)
+    }
+
+    fn invalidate(&self, key: &str, artifact_digest: &str) {
+        self.drop_entry(key, Some(&self.blob_path(artifact_digest)));
+    }
+
+    fn put(&self, record: &ActionRecord, archive: &Path) -> Result<(), CacheError> {
+        let blob = self.blob_path(&record.artifact_digest);
+        let parent = blob.parent().expect("blob paths are sharded");
+        fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
+        if blob.exists() {
+            // Same digest, same bytes: keep the stored copy, drop ours.
+            let _ = fs::remove_file(archive);
+        } else {
+            File::open(archive).and_then(|f| f.sync_all()).map_err(CacheError::io(archive))?;
+            fs::rename(archive, &blob).map_err(CacheError::io(&blob))?;
+            sync_dir(parent).map_err(CacheError::io(parent))?;
+        }
+        // The record goes last: a reader that finds a record always finds its archive.
+        let bytes = serde_json::to_vec_pretty(record).expect("records serialise");
+        write_atomic(&self.tmp_dir(), &self.action_path(&record.key), &bytes)
+    }
+}
+
+/// `ab/` for `abcdef...`: keeps directories small.
+fn shard(hex: &str) -> &str {
+    &hex[..2.min(hex.len())]
+}
+
+/// An exclusive advisory lock on a file, released on drop (or when the process dies).
+#[derive(Debug)]
+pub struct KeyLock {
+    _file: File,
+}
+
+impl KeyLock {
+    pub fn acquire(path: &Path, on_wait: impl FnOnce()) -> Result<KeyLock, CacheError> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
+        }
+        let file = File::options().create(true).truncate(false).write(true).open(path).map_err(CacheError::io(path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                on_wait();
+                file.lock().map_err(CacheError::io(path))?;
+            }
+            Err(TryLockError::Error(source)) => return Err(CacheError::Io { path: path.into(), source }),
+        }
+        Ok(KeyLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str, digest: &str, size: u64) -> ActionRecord {
+        ActionRecord {
+            format: RECORD_FORMAT,
+            target: "t".into(),
+            key: key.into(),
+            artifact_digest: digest.into(),
+            artifact_size: size,
+            files: vec![],
+            build_duration_ms: 1,
+            provenance: "abc".into(),
+            toolchain: "rustc".into(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn put_then_get_and_corruption_drops_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::open(dir.path()).unwrap();
+        let archive = cache.tmp_dir().join("a");
+        fs::write(&archive, b"archive bytes").unwrap();
+        let digest = blake3::hash(b"archive bytes").to_hex().to_string();
+        cache.put(&record("k1", &digest, 13), &archive).unwrap();
+        assert!(!archive.exists(), "put moves the archive into the store");
+        let mut corrupt = vec![];
+        let hit = cache.get("k1", &mut |c| corrupt.push(c)).unwrap().unwrap();
+        assert_eq!(hit.record.artifact_digest, digest);
+        assert!(dir.path().join("CACHEDIR.TAG").exists());
+
+        fs::write(cache.blob_path(&digest), b"archive bytez").unwrap();
+        assert!(cache.get("k1", &mut |c| corrupt.push(c)).unwrap().is_none());
+        assert_eq!(corrupt.len(), 1);
+        assert!(corrupt[0].reason.contains("digest"), "{}", corrupt[0].reason);
+        assert!(!cache.action_path("k1").exists());
+        assert!(cache.get("k1", &mut |c| corrupt.push(c)).unwrap().is_none());
+        assert_eq!(corrupt.len(), 1, "a dropped entry is a plain miss");
+    }
+
+    #[test]
+    fn newer_record_format_is_an_error_not_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::open(dir.path()).unwrap();
+        let mut r = record("k2", "00", 0);
+        r.format = RECORD_FORMAT + 1;
+        cache.put_json(&cache.action_path("k2"), &r).unwrap();
+        assert!(matches!(cache.get("k2", &mut |_| {}), Err(CacheError::NewerFormat { .. })));
+    }
+
+    #[test]
+    fn key_lock_is_exclusive_across_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::open(dir.path()).unwrap();
+        let held = cache.lock_key("k", || panic!("first lock must not wait")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cache2 = cache.clone();
+        let waiter = std::thread::spawn(move || {
+            let mut waited = false;
+            let _lock = cache2.lock_key("k", || waited = true).unwrap();
+            tx.send(waited).unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(rx.try_recv().is_err(), "second lock must block while the first is held");
+        drop(held);
+        assert!(rx.recv().unwrap(), "the waiter was told it waits");
+        waiter.join().unwrap();
+    }
+}

@@ -1,0 +1,241 @@
+//! `tbuild core`: source -> plan -> restore or build -> publish.
+//!
+//! Locking, so that concurrent runs build each key once and never deadlock: lookups first
+//! take no lock; the keys that missed are then locked in sorted order and looked up again
+//! (another run may have stored them meanwhile); only then is the repository's work dir
+//! locked for the checkout and builds. A run holding the work dir never waits for a key.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::load_commit;
+use crate::build::{BuildDirs, build_target};
+use crate::cache::{ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT, now_secs, pack, unpack};
+use crate::cli::CoreArgs;
+use crate::error::Error;
+use crate::plan::{PlannedTarget, plan};
+use crate::publish::{Durations, Manifest, Staging, Status, TargetReport};
+use crate::recipe::resolve_recipe;
+use crate::report::{Reporter, human_bytes, human_duration};
+use crate::source::checkout;
+
+pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
+    let started = Instant::now();
+    // Refuse a bad --out before any work.
+    let staging = Staging::new(&args.out)?;
+    let loaded = load_commit(cache, &args.rev.repo, &args.rev.sha, args.rev.offline, &reporter)?;
+    let sha = loaded.tree.provenance();
+    let (recipe, recipe_source) = resolve_recipe(&loaded.tree, args.recipe.as_deref())?;
+    let recipe = recipe.select(&args.targets)?;
+    reporter.info(&format!("{sha}: {} targets from the {recipe_source}", recipe.targets.len()));
+
+    let key_started = Instant::now();
+    let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
+    let planned = plan(&loaded.tree, &recipe, Some(cache), &mut memo)?;
+    memo.save()?;
+    let key_ms = key_started.elapsed().as_millis() as u64;
+
+    let mut reports: BTreeMap<String, TargetReport> = BTreeMap::new();
+    let mut misses = Vec::new();
+    for p in &planned {
+        match restore(p, cache, &staging, &reporter)? {
+            Some((record, took)) => {
+                reports.insert(p.target.name.clone(), report(p, Status::Hit, "local", Some(&record), key_ms, took, None));
+            }
+            None => misses.push(p.clone()),
+        }
+    }
+
+    misses.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut held: Vec<KeyLock> = Vec::new();
+    let mut to_build = Vec::new();
+    for p in misses {
+        let lock = cache.lock_key(&p.key, || reporter.phase(&p.target.name, "waiting for another tbuild building it"))?;
+        match restore(&p, cache, &staging, &reporter)? {
+            Some((record, took)) => {
+                reports.insert(p.target.name.clone(), report(&p, Status::Hit, "local", Some(&record), key_ms, took, None));
+            }
+            None => {
+                held.push(lock);
+                to_build.push(p);
+            }
+        }
+    }
+
+    let mut failures = Vec::new();
+    if !to_build.is_empty() {
+        let repo_dir = loaded.repo_dir.clone().expect("commits come from a mirror");
+        let _work_lock = KeyLock::acquire(&repo_dir.join("work.lock"), || reporter.info("waiting for another tbuild using the work dir"))?;
+        let work = repo_dir.join("work");
+        let written = checkout(&loaded.tree, &work, &repo_dir)?;
+        reporter.info(&format!("checked out {sha} ({written} files written)"));
+        let dirs = BuildDirs { work, cargo_target: repo_dir.join("cargo-target") };
+        let results = build_all(to_build, dirs, cache, &sha, &reporter, args.jobs as usize);
+        for (p, result) in results {
+            match result.and_then(|(record, build, pack)| {
+                let (restored, took) = restore(&p, cache, &staging, &reporter)?.ok_or_else(|| CacheError::CorruptArchive {
+                    path: cache.action_path(&p.key),
+                    reason: "the entry just stored cannot be read back".into(),
+                })?;
+                debug_assert_eq!(restored.artifact_digest, record.artifact_digest);
+                Ok((restored, build, pack, took))
+            }) {
+                Ok((record, build, pack, took)) => {
+                    let mut r = report(&p, Status::Built, "build", Some(&record), key_ms, took, None);
+                    r.durations_ms.build = build.as_millis() as u64;
+                    r.durations_ms.pack = pack.as_millis() as u64;
+                    reporter.done(&p.target.name, &format!("built in {}, {}", human_duration(build), human_bytes(record.artifact_size)));
+                    reports.insert(p.target.name.clone(), r);
+                }
+                Err(err) => {
+                    reporter.done(&p.target.name, "FAILED");
+                    reports.insert(p.target.name.clone(), report(&p, Status::Failed, "build", None, key_ms, Duration::ZERO, Some(err.to_string())));
+                    failures.push((p.target.name.clone(), err));
+                }
+            }
+        }
+    }
+    drop(held);
+
+    let manifest = Manifest {
+        tbuild: env!("CARGO_PKG_VERSION").into(),
+        sha: sha.clone(),
+        repo: loaded.repo_url.clone(),
+        recipe: recipe_source.to_string(),
+        targets: reports,
+    };
+    staging.publish(&manifest)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&manifest).expect("manifests serialise"));
+    }
+    let hits = manifest.targets.values().filter(|t| t.status == Status::Hit).count();
+    let built = manifest.targets.values().filter(|t| t.status == Status::Built).count();
+    reporter.info(&format!(
+        "{} targets: {hits} restored, {built} built, {} failed in {}; artifacts in {}",
+        manifest.targets.len(),
+        failures.len(),
+        human_duration(started.elapsed()),
+        args.out.display()
+    ));
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.pop().expect("one").1),
+        _ => {
+            for (_, err) in &failures {
+                eprintln!("error: {err}");
+            }
+            Err(Error::TargetsFailed { failed: failures.into_iter().map(|(name, _)| name).collect(), total: planned.len() })
+        }
+    }
+}
+
+/// A cache hit restored into the staging dir, or `None` on a miss. Entries that fail a check
+/// are reported, dropped and treated as misses, so the target is rebuilt.
+fn restore(p: &PlannedTarget, cache: &LocalCache, staging: &Staging, reporter: &Reporter) -> Result<Option<(ActionRecord, Duration)>, Error> {
+    let started = Instant::now();
+    let name = &p.target.name;
+    reporter.phase(name, "restore");
+    let mut on_corrupt = |c: crate::cache::CorruptEntry| {
+        reporter.warn(&format!("cache entry of {name} is corrupt ({}: {}); dropped, rebuilding", c.path.display(), c.reason));
+    };
+    let Some(hit) = cache.get(&p.key, &mut on_corrupt)? else {
+        return Ok(None);
+    };
+    let dest = staging.target_dir(name)?;
+    let unpacked = unpack(&hit.archive, None, &dest).and_then(|files| {
+        if files == hit.record.files {
+            Ok(())
+        } else {
+            Err(CacheError::CorruptArchive { path: hit.archive.clone(), reason: "its files differ from its action record".into() })
+        }
+    });
+    match unpacked {
+        Ok(()) => {
+            if hit.record.target != *name {
+                tracing::debug!("{name} restored from an entry recorded for {}", hit.record.target);
+            }
+            reporter.done(name, &format!("restored ({}, {} files)", human_bytes(hit.record.artifact_size), hit.record.files.len()));
+            Ok(Some((hit.record, started.elapsed())))
+        }
+        Err(err @ (CacheError::UnsafeEntry { .. } | CacheError::CorruptArchive { .. })) => {
+            reporter.warn(&format!("cache entry of {name} refused: {err}; dropped, rebuilding"));
+            cache.invalidate(&p.key, &hit.record.artifact_digest);
+            staging.target_dir(name)?;
+            Ok(None)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+type Built = Result<(ActionRecord, Duration, Duration), Error>;
+
+/// Builds the targets, at most `jobs` at once, storing each as soon as it is built.
+fn build_all(targets: Vec<PlannedTarget>, dirs: BuildDirs, cache: &LocalCache, sha: &str, reporter: &Arc<Reporter>, jobs: usize) -> Vec<(PlannedTarget, Built)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+    runtime.block_on(async {
+        let permits = Arc::new(tokio::sync::Semaphore::new(jobs));
+        let mut set = tokio::task::JoinSet::new();
+        for (index, p) in targets.iter().cloned().enumerate() {
+            let (permits, dirs, cache, reporter, sha) = (permits.clone(), dirs.clone(), cache.clone(), reporter.clone(), sha.to_string());
+            reporter.phase(&p.target.name, "queued");
+            set.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("semaphore open");
+                reporter.phase(&p.target.name, "build");
+                let log = cache.log_path(&p.target.name, &p.key);
+                let result: Built = async {
+                    let built = build_target(&p.target, &dirs, &log).await?;
+                    reporter.phase(&p.target.name, "pack");
+                    let pack_started = Instant::now();
+                    let record = tokio::task::spawn_blocking(move || store(&p, built.files, built.duration, &cache, &sha))
+                        .await
+                        .expect("pack task does not panic")?;
+                    Ok((record, built.duration, pack_started.elapsed()))
+                }
+                .await;
+                (index, result)
+            });
+        }
+        let mut results: Vec<Option<Built>> = targets.iter().map(|_| None).collect();
+        while let Some(joined) = set.join_next().await {
+            let (index, result) = joined.expect("build tasks do not panic");
+            results[index] = Some(result);
+        }
+        targets.into_iter().zip(results).map(|(p, r)| (p, r.expect("every task reports"))).collect()
+    })
+}
+
+/// Packs a built target's files and stores the archive and its action record.
+fn store(p: &PlannedTarget, files: BTreeMap<String, std::path::PathBuf>, took: Duration, cache: &LocalCache, sha: &str) -> Result<ActionRecord, Error> {
+    let staged = cache.tmp_dir().join(format!("pack-{}.tar.zst", p.key));
+    let (packed, file) = pack(&files, AtomicFile::create(&cache.tmp_dir(), &staged)?)?;
+    file.commit()?;
+    let record = ActionRecord {
+        format: RECORD_FORMAT,
+        target: p.target.name.clone(),
+        key: p.key.clone(),
+        artifact_digest: packed.digest,
+        artifact_size: packed.size,
+        files: packed.files,
+        build_duration_ms: took.as_millis() as u64,
+        provenance: sha.to_string(),
+        toolchain: p.toolchain.clone(),
+        created_at: now_secs(),
+    };
+    cache.put(&record, &staged)?;
+    Ok(record)
+}
+
+fn report(p: &PlannedTarget, status: Status, source: &str, record: Option<&ActionRecord>, key_ms: u64, restore: Duration, error: Option<String>) -> TargetReport {
+    TargetReport {
+        key: p.key.clone(),
+        status,
+        source: source.into(),
+        artifact_dir: p.target.artifact_dir.clone(),
+        inputs: p.inputs.len(),
+        artifact_digest: record.map(|r| r.artifact_digest.clone()),
+        durations_ms: Durations { key: key_ms, restore: restore.as_millis() as u64, build: 0, pack: 0 },
+        files: record.map(|r| r.files.clone()).unwrap_or_default(),
+        error,
+    }
+}

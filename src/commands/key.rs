@@ -1,0 +1,56 @@
+//! `tbuild key`: each target's key and input count, for a commit or a checkout on disk.
+
+use serde::Serialize;
+
+use super::{LoadedTree, load_commit, load_dir};
+use crate::cache::{BlobDigestMemo, LocalCache};
+use crate::cli::KeyArgs;
+use crate::error::Error;
+use crate::key::KeyInput;
+use crate::plan::plan;
+use crate::recipe::resolve_recipe;
+use crate::report::Reporter;
+
+#[derive(Serialize)]
+struct KeyReport<'a> {
+    target: &'a str,
+    key: &'a str,
+    inputs: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<&'a [KeyInput]>,
+}
+
+pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: bool) -> Result<(), Error> {
+    let loaded = load(args, cache, reporter)?;
+    let (recipe, _) = resolve_recipe(&loaded.tree, args.recipe.as_deref())?;
+    let recipe = recipe.select(&args.targets)?;
+    let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
+    let planned = plan(&loaded.tree, &recipe, Some(cache), &mut memo)?;
+    memo.save()?;
+    if args.json {
+        let reports: Vec<KeyReport> = planned
+            .iter()
+            .map(|p| KeyReport { target: &p.target.name, key: &p.key, inputs: p.inputs.len(), files: verbose.then_some(p.inputs.as_slice()) })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialise"));
+    } else {
+        for p in &planned {
+            println!("{}  {}  {} inputs", p.target.name, p.key, p.inputs.len());
+            if verbose {
+                for input in &p.inputs {
+                    println!("    {:o} {} {}", input.mode, input.content, input.path);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tree of `--sha` or `--path`.
+pub fn load(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter) -> Result<LoadedTree, Error> {
+    match (&args.sha, &args.path) {
+        (Some(rev), None) => load_commit(cache, &args.repo, rev, args.offline, reporter),
+        (None, Some(path)) => load_dir(path),
+        _ => Err(Error::Usage("give exactly one of --sha and --path".into())),
+    }
+}

@@ -1,0 +1,56 @@
+//! The one error type the commands return, and the exit code of each kind of failure.
+//! The codes are documented in the README ("Exit codes"); keep them stable.
+
+use crate::build::BuildError;
+use crate::cache::CacheError;
+use crate::publish::PublishError;
+use crate::recipe::RecipeError;
+use crate::source::SourceError;
+use crate::toolchain::ToolchainError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
+    #[error(transparent)]
+    Toolchain(#[from] ToolchainError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error("{} of {total} targets failed: {}", failed.len(), failed.join(", "))]
+    TargetsFailed { failed: Vec<String>, total: usize },
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Exit codes; 2 is also what clap uses for a command line it cannot parse.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const INTERNAL: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const SOURCE: i32 = 3;
+    pub const RECIPE: i32 = 4;
+    pub const TOOLCHAIN: i32 = 5;
+    pub const BUILD: i32 = 6;
+    pub const CACHE: i32 = 7;
+    pub const OUTPUT: i32 = 8;
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Source(_) => exit::SOURCE,
+            Error::Recipe(_) => exit::RECIPE,
+            Error::Toolchain(_) => exit::TOOLCHAIN,
+            Error::Build(_) | Error::TargetsFailed { .. } => exit::BUILD,
+            Error::Cache(_) => exit::CACHE,
+            Error::Publish(_) => exit::OUTPUT,
+            Error::Usage(_) => exit::USAGE,
+        }
+    }
+}

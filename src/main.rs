@@ -1,0 +1,25 @@
+use clap::Parser;
+
+fn main() {
+    let cli = tbuild::cli::Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TBUILD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().init();
+    let code = match tbuild::run(cli) {
+        Ok(()) => tbuild::exit::OK,
+        Err(err) => {
+            eprintln!("error: {err}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            err.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,132 @@
+//! What the user sees while tbuild runs: an indicatif line per target with its phase on a
+//! terminal, plain log lines on stderr when it is not a terminal or `CI` is set (CI logs keep
+//! every line; spinners would be noise there). Results go to stdout (`--json`) or stderr.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::source::FetchProgress;
+
+pub struct Reporter {
+    bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
+    quiet: bool,
+}
+
+impl Reporter {
+    /// Progress bars when stderr is a terminal and `CI` is unset, plain lines otherwise.
+    pub fn new(quiet: bool) -> Reporter {
+        let fancy = !quiet && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+        let bars = fancy.then(|| (MultiProgress::new(), Mutex::new(HashMap::new())));
+        Reporter { bars, quiet }
+    }
+
+    /// A line of progress about the run as a whole.
+    pub fn info(&self, message: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bars {
+            Some((multi, _)) => {
+                let _ = multi.println(format!("tbuild: {message}"));
+            }
+            None => eprintln!("tbuild: {message}"),
+        }
+    }
+
+    /// A warning is printed even when quiet: it says something was dropped or repaired.
+    pub fn warn(&self, message: &str) {
+        match &self.bars {
+            Some((multi, _)) => {
+                let _ = multi.println(format!("tbuild: warning: {message}"));
+            }
+            None => eprintln!("tbuild: warning: {message}"),
+        }
+    }
+
+    /// Moves `target` to a new phase (hash, restore, wait, build, pack).
+    pub fn phase(&self, target: &str, phase: &str) {
+        match &self.bars {
+            Some((multi, bars)) => {
+                let mut bars = bars.lock().expect("reporter lock");
+                let bar = bars.entry(target.to_string()).or_insert_with(|| {
+                    let bar = multi.add(ProgressBar::new_spinner());
+                    bar.set_style(ProgressStyle::with_template("{spinner} {prefix:>16} {wide_msg} {elapsed:>4}").expect("valid template"));
+                    bar.set_prefix(target.to_string());
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    bar
+                });
+                bar.set_message(phase.to_string());
+            }
+            None if !self.quiet => eprintln!("tbuild: {target}: {phase}"),
+            None => {}
+        }
+    }
+
+    /// Ends `target`'s line with its outcome.
+    pub fn done(&self, target: &str, outcome: &str) {
+        match &self.bars {
+            Some((_, bars)) => match bars.lock().expect("reporter lock").get(target) {
+                Some(bar) => bar.finish_with_message(outcome.to_string()),
+                None => self.info(&format!("{target}: {outcome}")),
+            },
+            None if !self.quiet => eprintln!("tbuild: {target}: {outcome}"),
+            None => {}
+        }
+    }
+
+    /// A progress callback for a git fetch.
+    pub fn fetch_progress(&self, url: &str) -> impl FnMut(FetchProgress) + '_ {
+        let bar = self.bars.as_ref().map(|(multi, _)| {
+            let bar = multi.add(ProgressBar::new(0));
+            bar.set_style(
+                ProgressStyle::with_template("fetch {msg} [{bar:30}] {pos}/{len} objects {binary_bytes}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_message(url.to_string());
+            bar
+        });
+        let mut last_percent = None;
+        if bar.is_none() {
+            self.info(&format!("fetching {url}"));
+        }
+        move |p: FetchProgress| match &bar {
+            Some(bar) => {
+                bar.set_length(p.total_objects as u64);
+                bar.set_position(p.received_objects as u64);
+                if p.received_objects == p.total_objects {
+                    bar.finish_and_clear();
+                }
+            }
+            None => {
+                // Plain mode: a line per 25% so CI logs show progress without flooding.
+                let percent = (p.received_objects * 4).checked_div(p.total_objects).unwrap_or(0);
+                if last_percent != Some(percent) && p.total_objects > 0 {
+                    last_percent = Some(percent);
+                    self.info(&format!("fetch: {}/{} objects, {} KiB", p.received_objects, p.total_objects, p.received_bytes / 1024));
+                }
+            }
+        }
+    }
+}
+
+/// `12.3 s`, `850 ms`.
+pub fn human_duration(duration: Duration) -> String {
+    if duration.as_millis() < 1000 { format!("{} ms", duration.as_millis()) } else { format!("{:.1} s", duration.as_secs_f64()) }
+}
+
+/// `1.2 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}

@@ -1,0 +1,150 @@
+//! A bare mirror per repository URL under the cache dir. It is fetched only when the asked
+//! revision is not already there (a full SHA that is present never touches the network) or
+//! when the revision is a ref name, which can move; `--offline` never fetches.
+
+use std::path::{Path, PathBuf};
+
+use git2::{AutotagOption, ErrorCode, FetchOptions, Oid, RemoteCallbacks, Repository};
+
+use super::SourceError;
+
+const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+
+/// Fetch progress, as libgit2 reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchProgress {
+    pub received_objects: usize,
+    pub total_objects: usize,
+    pub received_bytes: usize,
+}
+
+pub struct Mirror {
+    url: String,
+    repo: Repository,
+}
+
+/// A short stable name for a repository URL or path: its dir name under `repos/`.
+pub fn repo_id(url: &str) -> String {
+    let name = url.trim_end_matches('/').trim_end_matches(".git").rsplit(['/', ':']).next().unwrap_or("repo");
+    let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    format!("{}-{}", name, &blake3::hash(url.as_bytes()).to_hex()[..12])
+}
+
+/// The URL form of `--repo`: a local path becomes absolute so that one repository has one mirror.
+pub fn normalise_url(repo: &str) -> String {
+    let looks_remote = repo.contains("://") || (repo.contains(':') && !repo.starts_with('/') && !repo.starts_with('.'));
+    if looks_remote {
+        return repo.to_string();
+    }
+    match std::fs::canonicalize(repo) {
+        Ok(path) => path.to_string_lossy().into_owned(),
+        Err(_) => repo.to_string(),
+    }
+}
+
+impl Mirror {
+    /// Opens the mirror in `dir`, creating a bare repository there on first use.
+    pub fn open(dir: &Path, url: &str) -> Result<Mirror, SourceError> {
+        let git_err = |source| SourceError::Git { path: dir.to_path_buf(), source };
+        let repo = match Repository::open_bare(dir) {
+            Ok(repo) => repo,
+            Err(err) if err.code() == ErrorCode::NotFound => {
+                std::fs::create_dir_all(dir).map_err(|source| SourceError::Io { path: dir.into(), source })?;
+                Repository::init_bare(dir).map_err(git_err)?
+            }
+            Err(source) => return Err(git_err(source)),
+        };
+        Ok(Mirror { url: url.to_string(), repo })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.repo.path().to_path_buf()
+    }
+
+    pub fn into_repo(self) -> Repository {
+        self.repo
+    }
+
+    /// Resolves `rev` (full SHA, unique short SHA, branch, tag or any git revision) to a
+    /// commit, fetching first when needed and allowed.
+    pub fn resolve(&self, rev: &str, offline: bool, progress: &mut dyn FnMut(FetchProgress)) -> Result<Oid, SourceError> {
+        let is_hex = rev.len() >= 4 && rev.len() <= 40 && rev.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_hex && let Some(oid) = self.lookup(rev)? {
+            return Ok(oid);
+        }
+        if offline {
+            return match self.lookup(rev)? {
+                Some(oid) => Ok(oid),
+                None => Err(self.unknown(rev, " (the local mirror; --offline forbids fetching: run once without --offline)")),
+            };
+        }
+        self.fetch(progress)?;
+        match self.lookup(rev)? {
+            Some(oid) => Ok(oid),
+            None => Err(self.unknown(rev, " (fetched just now): check the SHA, branch or tag")),
+        }
+    }
+
+    /// The commit `rev` names in the mirror, `None` if it names nothing.
+    fn lookup(&self, rev: &str) -> Result<Option<Oid>, SourceError> {
+        match self.repo.revparse_single(rev) {
+            Ok(object) => match object.peel_to_commit() {
+                Ok(commit) => Ok(Some(commit.id())),
+                Err(_) => Err(self.unknown(rev, ": it names an object that is not a commit")),
+            },
+            Err(err) if err.code() == ErrorCode::Ambiguous => {
+                Err(SourceError::AmbiguousRev { rev: rev.into(), repo: self.url.clone() })
+            }
+            Err(err) if matches!(err.code(), ErrorCode::NotFound | ErrorCode::InvalidSpec) => Ok(None),
+            Err(err) if err.class() == git2::ErrorClass::Odb || err.class() == git2::ErrorClass::Reference => Ok(None),
+            Err(source) => Err(SourceError::Git { path: self.path(), source }),
+        }
+    }
+
+    fn fetch(&self, progress: &mut dyn FnMut(FetchProgress)) -> Result<(), SourceError> {
+        let mut callbacks = RemoteCallbacks::new();
+        callbacks.transfer_progress(|stats| {
+            progress(FetchProgress {
+                received_objects: stats.received_objects(),
+                total_objects: stats.total_objects(),
+                received_bytes: stats.received_bytes(),
+            });
+            true
+        });
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks);
+        options.download_tags(AutotagOption::All);
+        let mut remote = self
+            .repo
+            .remote_anonymous(&self.url)
+            .map_err(|source| SourceError::Git { path: self.path(), source })?;
+        remote
+            .fetch(&REFSPECS, Some(&mut options), None)
+            .map_err(|err| SourceError::Unreachable { repo: self.url.clone(), message: err.message().to_string() })
+    }
+
+    fn unknown(&self, rev: &str, hint: &str) -> SourceError {
+        SourceError::UnknownRev { rev: rev.into(), repo: self.url.clone(), hint: hint.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_ids_are_readable_and_distinct() {
+        let a = repo_id("https://github.com/tasker-systems/tasker-core.git");
+        assert!(a.starts_with("tasker-core-"), "{a}");
+        assert_ne!(a, repo_id("/tmp/tasker-core"));
+        assert_eq!(a, repo_id("https://github.com/tasker-systems/tasker-core.git"));
+    }
+
+    #[test]
+    fn local_paths_become_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = normalise_url(dir.path().to_str().unwrap());
+        assert!(url.starts_with('/'));
+        assert_eq!(normalise_url("https://example.invalid/x.git"), "https://example.invalid/x.git");
+    }
+}

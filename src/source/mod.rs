@@ -1,0 +1,155 @@
+//! Where a build's files come from: a commit in a git mirror, or a directory on disk. Both
+//! become one [`Tree`]: a sorted list of entries whose content is hashed the same way
+//! whichever side it came from, so identical content gives identical keys.
+
+mod checkout;
+mod disk_tree;
+mod git_tree;
+mod mirror;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use checkout::checkout;
+pub use mirror::{FetchProgress, Mirror, normalise_url, repo_id};
+
+use crate::cache::BlobDigestMemo;
+
+/// One entry of a tree: a file (with its executable bit) or a symlink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    File { executable: bool, blob: Option<git2::Oid> },
+    Symlink { target: String },
+}
+
+impl Entry {
+    /// The git-style mode that goes into keys: 100644, 100755 or 120000.
+    pub fn mode(&self) -> u32 {
+        match self {
+            Entry::File { executable: false, .. } => 0o100644,
+            Entry::File { executable: true, .. } => 0o100755,
+            Entry::Symlink { .. } => 0o120000,
+        }
+    }
+}
+
+/// The files of one commit or one directory, by `/`-separated relative path.
+pub struct Tree {
+    origin: Origin,
+    entries: BTreeMap<String, Entry>,
+}
+
+enum Origin {
+    Git { repo: git2::Repository, commit: git2::Oid },
+    Disk { root: PathBuf },
+}
+
+impl Tree {
+    /// The tree of `commit` in `repo`, read from the object database (no checkout).
+    pub fn from_commit(repo: git2::Repository, commit: git2::Oid) -> Result<Tree, SourceError> {
+        let entries = git_tree::list(&repo, commit)?;
+        Ok(Tree { origin: Origin::Git { repo, commit }, entries })
+    }
+
+    /// The files under `root` as they are, honouring `.gitignore` files so that build
+    /// products never become inputs.
+    pub fn from_dir(root: PathBuf) -> Result<Tree, SourceError> {
+        let entries = disk_tree::list(&root)?;
+        Ok(Tree { origin: Origin::Disk { root }, entries })
+    }
+
+    pub fn entries(&self) -> &BTreeMap<String, Entry> {
+        &self.entries
+    }
+
+    /// `<sha>` for a commit, `path:<dir>` for a directory.
+    pub fn provenance(&self) -> String {
+        match &self.origin {
+            Origin::Git { commit, .. } => commit.to_string(),
+            Origin::Disk { root } => format!("path:{}", root.display()),
+        }
+    }
+
+    pub fn commit(&self) -> Option<git2::Oid> {
+        match &self.origin {
+            Origin::Git { commit, .. } => Some(*commit),
+            Origin::Disk { .. } => None,
+        }
+    }
+
+    /// The content of a file entry.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, SourceError> {
+        match (&self.origin, self.entries.get(path)) {
+            (Origin::Git { repo, .. }, Some(Entry::File { blob: Some(oid), .. })) => git_tree::read_blob(repo, *oid),
+            (Origin::Disk { root }, Some(Entry::File { .. })) => {
+                let full = root.join(path);
+                std::fs::read(&full).map_err(|source| SourceError::Io { path: full, source })
+            }
+            _ => Err(SourceError::NotAFile { path: path.into() }),
+        }
+    }
+
+    /// blake3 of a file entry's content, through the git-blob memo when it comes from git.
+    pub fn digest(&self, path: &str, memo: &mut BlobDigestMemo) -> Result<blake3::Hash, SourceError> {
+        match (&self.origin, self.entries.get(path)) {
+            (Origin::Git { repo, .. }, Some(Entry::File { blob: Some(oid), .. })) => {
+                let id: [u8; 20] = oid.as_bytes().try_into().expect("sha-1 object ids");
+                if let Some(digest) = memo.get(&id) {
+                    return Ok(digest);
+                }
+                let digest = blake3::hash(&git_tree::read_blob(repo, *oid)?);
+                memo.insert(id, digest);
+                Ok(digest)
+            }
+            (Origin::Disk { root }, Some(Entry::File { .. })) => {
+                let full = root.join(path);
+                let mut hasher = blake3::Hasher::new();
+                std::fs::File::open(&full)
+                    .and_then(|f| hasher.update_reader(f).map(|_| ()))
+                    .map_err(|source| SourceError::Io { path: full, source })?;
+                Ok(hasher.finalize())
+            }
+            _ => Err(SourceError::NotAFile { path: path.into() }),
+        }
+    }
+
+    /// The git repository and commit, for a checkout.
+    pub fn git(&self) -> Option<(&git2::Repository, git2::Oid)> {
+        match &self.origin {
+            Origin::Git { repo, commit } => Some((repo, *commit)),
+            Origin::Disk { .. } => None,
+        }
+    }
+
+    /// The directory of a tree read from disk.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        match &self.origin {
+            Origin::Disk { root } => Some(root),
+            Origin::Git { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("revision `{rev}` is not in {repo}{hint}")]
+    UnknownRev { rev: String, repo: String, hint: String },
+    #[error("revision `{rev}` is ambiguous in {repo}: give more hex digits of the SHA")]
+    AmbiguousRev { rev: String, repo: String },
+    #[error("cannot fetch {repo}: {message}\n  check the URL and the network, or pass --offline to use a commit already in the mirror")]
+    Unreachable { repo: String, message: String },
+    #[error("git error in {path}")]
+    Git {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("i/o error on {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a regular file in the tree")]
+    NotAFile { path: String },
+}
