@@ -118,7 +118,8 @@ pub fn select_inputs(
     target: &Target,
 ) -> Result<BTreeSet<String>, RecipeError> {
     let mut selected = BTreeSet::new();
-    let globals = glob_set(DEFAULT_GLOBAL_INPUTS.iter().copied().chain(recipe.global_inputs.iter().map(String::as_str)))?;
+    let globals =
+        glob_set(DEFAULT_GLOBAL_INPUTS.iter().copied().chain(recipe.global_inputs.iter().map(String::as_str)))?;
     let extra = glob_set(target.inputs.iter().map(String::as_str))?;
     for path in entries.keys() {
         if globals.is_match(path) || extra.is_match(path) {
@@ -127,12 +128,15 @@ pub fn select_inputs(
     }
 
     if !target.packages.is_empty() {
-        let graph = graph.ok_or_else(|| RecipeError::Workspace { message: "the target names packages but the tree has no cargo workspace".into() })?;
+        let graph = graph.ok_or_else(|| RecipeError::Workspace {
+            message: "the target names packages but the tree has no cargo workspace".into(),
+        })?;
         let members = graph.member_dirs();
         let crate_exclude = glob_set(target.crate_exclude.iter().flatten().map(String::as_str))?;
         for dir in graph.closure(&target.name, &target.packages)? {
             let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
-            let nested: Vec<String> = members.iter().filter(|m| **m != dir && m.starts_with(&prefix)).map(|m| format!("{m}/")).collect();
+            let nested: Vec<String> =
+                members.iter().filter(|m| **m != dir && m.starts_with(&prefix)).map(|m| format!("{m}/")).collect();
             for path in entries.range(prefix.clone()..).map(|(p, _)| p).take_while(|p| p.starts_with(&prefix)) {
                 let rel = &path[prefix.len()..];
                 if nested.iter().any(|n| path.starts_with(n.as_str())) || crate_exclude.is_match(rel) {
@@ -152,7 +156,8 @@ pub fn select_inputs(
 
 /// Adds what selected symlinks point to, when that is inside the tree, until nothing changes.
 fn follow_symlinks(entries: &BTreeMap<String, Entry>, selected: &mut BTreeSet<String>) {
-    let mut pending: Vec<String> = selected.iter().filter(|p| matches!(entries[*p], Entry::Symlink { .. })).cloned().collect();
+    let mut pending: Vec<String> =
+        selected.iter().filter(|p| matches!(entries[*p], Entry::Symlink { .. })).cloned().collect();
     let mut followed = BTreeSet::new();
     while let Some(link) = pending.pop() {
         if !followed.insert(link.clone()) {

@@ -13,7 +13,10 @@ fn entries(paths: &[&str]) -> BTreeMap<String, Entry> {
 }
 
 fn graph() -> WorkspaceGraph {
-    let pkg = |dir: &str, deps: &[&str]| WorkspacePackage { dir: dir.into(), path_deps: deps.iter().map(|d| d.to_string()).collect() };
+    let pkg = |dir: &str, deps: &[&str]| WorkspacePackage {
+        dir: dir.into(),
+        path_deps: deps.iter().map(|d| d.to_string()).collect(),
+    };
     WorkspaceGraph {
         packages: [
             ("tasker-ctl".to_string(), pkg("crates/ctl", &["crates/shared"])),
@@ -98,7 +101,10 @@ fn target_excludes_and_extra_inputs_apply() {
     t.exclude = vec!["crates/ctl/src/gen.rs".into()];
     t.inputs = vec!["tools/*.sh".into()];
     let got = select_inputs(&tree, Some(&graph()), &recipe(), &t).unwrap();
-    assert_eq!(got.iter().map(String::as_str).collect::<Vec<_>>(), ["Cargo.toml", "crates/ctl/src/main.rs", "tools/x.sh"]);
+    assert_eq!(
+        got.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["Cargo.toml", "crates/ctl/src/main.rs", "tools/x.sh"]
+    );
 }
 
 #[test]

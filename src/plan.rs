@@ -21,10 +21,16 @@ pub struct PlannedTarget {
 
 /// Plans every target of `recipe` over `tree`. The toolchains of all targets are probed
 /// first, so a missing tool is reported before anything else happens.
-pub fn plan(tree: &Tree, recipe: &Recipe, cache: Option<&LocalCache>, memo: &mut BlobDigestMemo) -> Result<Vec<PlannedTarget>, Error> {
+pub fn plan(
+    tree: &Tree,
+    recipe: &Recipe,
+    cache: Option<&LocalCache>,
+    memo: &mut BlobDigestMemo,
+) -> Result<Vec<PlannedTarget>, Error> {
     let resolved: Vec<Target> = recipe.targets.iter().map(|t| t.resolved(recipe)).collect();
     let fingerprints = toolchain::probe(&resolved)?;
-    let graph = if resolved.iter().any(|t| !t.packages.is_empty()) { Some(workspace_graph(tree, memo, cache)?) } else { None };
+    let graph =
+        if resolved.iter().any(|t| !t.packages.is_empty()) { Some(workspace_graph(tree, memo, cache)?) } else { None };
     let mut planned = Vec::with_capacity(resolved.len());
     for target in resolved {
         let inputs = select_inputs(tree.entries(), graph.as_ref(), recipe, &target)?;

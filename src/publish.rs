@@ -143,7 +143,10 @@ fn check_out_dir(out: &Path) -> Result<(), PublishError> {
     if ours {
         Ok(())
     } else {
-        Err(PublishError::NotOurs { path: out.into(), reason: "it is not empty and holds no tbuild manifest.json".into() })
+        Err(PublishError::NotOurs {
+            path: out.into(),
+            reason: "it is not empty and holds no tbuild manifest.json".into(),
+        })
     }
 }
 

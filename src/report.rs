@@ -11,6 +11,16 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::source::FetchProgress;
 
+/// What a target is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Restore,
+    Queued,
+    Waiting,
+    Build,
+    Pack,
+}
+
 pub struct Reporter {
     bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
     quiet: bool,
@@ -47,21 +57,31 @@ impl Reporter {
         }
     }
 
-    /// Moves `target` to a new phase (hash, restore, wait, build, pack).
-    pub fn phase(&self, target: &str, phase: &str) {
+    /// Moves `target` to a new phase. Plain mode prints only the phases that take time.
+    pub fn phase(&self, target: &str, phase: Phase) {
+        let phase = match phase {
+            Phase::Restore => "restore",
+            Phase::Queued => "queued",
+            Phase::Waiting => "waiting for another tbuild building it",
+            Phase::Build => "build",
+            Phase::Pack => "pack",
+        };
         match &self.bars {
             Some((multi, bars)) => {
                 let mut bars = bars.lock().expect("reporter lock");
                 let bar = bars.entry(target.to_string()).or_insert_with(|| {
                     let bar = multi.add(ProgressBar::new_spinner());
-                    bar.set_style(ProgressStyle::with_template("{spinner} {prefix:>16} {wide_msg} {elapsed:>4}").expect("valid template"));
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {prefix:>16} {wide_msg} {elapsed:>4}")
+                            .expect("valid template"),
+                    );
                     bar.set_prefix(target.to_string());
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar
                 });
                 bar.set_message(phase.to_string());
             }
-            None if !self.quiet => eprintln!("tbuild: {target}: {phase}"),
+            None if !self.quiet && !matches!(phase, "restore" | "queued") => eprintln!("tbuild: {target}: {phase}"),
             None => {}
         }
     }
@@ -107,7 +127,12 @@ impl Reporter {
                 let percent = (p.received_objects * 4).checked_div(p.total_objects).unwrap_or(0);
                 if last_percent != Some(percent) && p.total_objects > 0 {
                     last_percent = Some(percent);
-                    self.info(&format!("fetch: {}/{} objects, {} KiB", p.received_objects, p.total_objects, p.received_bytes / 1024));
+                    self.info(&format!(
+                        "fetch: {}/{} objects, {} KiB",
+                        p.received_objects,
+                        p.total_objects,
+                        p.received_bytes / 1024
+                    ));
                 }
             }
         }
@@ -116,7 +141,11 @@ impl Reporter {
 
 /// `12.3 s`, `850 ms`.
 pub fn human_duration(duration: Duration) -> String {
-    if duration.as_millis() < 1000 { format!("{} ms", duration.as_millis()) } else { format!("{:.1} s", duration.as_secs_f64()) }
+    if duration.as_millis() < 1000 {
+        format!("{} ms", duration.as_millis())
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
+    }
 }
 
 /// `1.2 MiB`.

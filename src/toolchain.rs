@@ -97,9 +97,9 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
         return Some(PathBuf::from(name)).filter(|p| p.is_file());
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false))
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| {
+        candidate.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    })
 }
 
 fn install_hint(tool: &str) -> String {
@@ -130,9 +130,7 @@ pub enum ToolchainError {
 }
 
 fn missing_message(missing: &[MissingTool]) -> String {
-    let lines: Vec<String> = missing
-        .iter()
-        .map(|m| format!("`{}` is not on PATH (needed by {}): {}", m.tool, m.targets, m.hint))
-        .collect();
+    let lines: Vec<String> =
+        missing.iter().map(|m| format!("`{}` is not on PATH (needed by {}): {}", m.tool, m.targets, m.hint)).collect();
     format!("missing toolchain, nothing was built:\n  {}", lines.join("\n  "))
 }

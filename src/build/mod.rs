@@ -98,7 +98,9 @@ fn tail(log: &Path, n: usize) -> String {
 pub enum BuildError {
     #[error("target {target} failed: `{command}` ended with {status}\n--- last lines of {} ---\n{tail}\n--- full log: {} ---", log.display(), log.display())]
     Failed { target: String, command: String, status: String, log: PathBuf, tail: String },
-    #[error("target {target}: output {pattern:?} matched nothing after the build; check the recipe's [[target.output]] paths")]
+    #[error(
+        "target {target}: output {pattern:?} matched nothing after the build; check the recipe's [[target.output]] paths"
+    )]
     MissingOutput { target: String, pattern: String },
     #[error("target {target}: outputs {first} and {second} would both land at {path} in the artifact layout")]
     OutputClash { target: String, first: String, second: String, path: String },

@@ -45,14 +45,22 @@ pub fn expand_output(pattern: &str, workdir: &Path, cargo_target: &Path) -> Resu
 }
 
 /// Every output file of a built target, by its path in the artifact layout.
-pub fn collect_outputs(target: &Target, workdir: &Path, cargo_target: &Path) -> Result<BTreeMap<String, PathBuf>, BuildError> {
+pub fn collect_outputs(
+    target: &Target,
+    workdir: &Path,
+    cargo_target: &Path,
+) -> Result<BTreeMap<String, PathBuf>, BuildError> {
     let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for output in &target.outputs {
         let matches = expand_output(&output.path, workdir, cargo_target)?;
         if matches.is_empty() {
             return Err(BuildError::MissingOutput { target: target.name.clone(), pattern: output.path.clone() });
         }
-        let dest: Vec<&str> = [target.artifact_dir.as_str(), output.dest.as_str()].into_iter().flat_map(|d| d.split('/')).filter(|c| !c.is_empty()).collect();
+        let dest: Vec<&str> = [target.artifact_dir.as_str(), output.dest.as_str()]
+            .into_iter()
+            .flat_map(|d| d.split('/'))
+            .filter(|c| !c.is_empty())
+            .collect();
         for matched in matches {
             let name = matched.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
             let mut add = |archive_path: String, file: PathBuf| match files.get(&archive_path) {

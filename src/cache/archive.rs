@@ -50,7 +50,10 @@ pub struct PackedArchive {
 
 /// Packs `files` (archive path -> file or symlink on disk) into `dest`, which the caller
 /// commits once the archive is stored.
-pub fn pack(files: &BTreeMap<String, PathBuf>, mut dest: AtomicFile) -> Result<(PackedArchive, AtomicFile), CacheError> {
+pub fn pack(
+    files: &BTreeMap<String, PathBuf>,
+    mut dest: AtomicFile,
+) -> Result<(PackedArchive, AtomicFile), CacheError> {
     let temp_path = dest.temp_path().to_path_buf();
     let io_err = |e: io::Error| CacheError::Io { path: temp_path.clone(), source: e };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
@@ -66,15 +69,16 @@ pub fn pack(files: &BTreeMap<String, PathBuf>, mut dest: AtomicFile) -> Result<(
     }
     let encoder = tar.into_inner().map_err(io_err)?;
     let hashing = encoder.finish().map_err(io_err)?;
-    let packed = PackedArchive {
-        digest: hashing.hasher.finalize().to_hex().to_string(),
-        size: hashing.written,
-        files: listed,
-    };
+    let packed =
+        PackedArchive { digest: hashing.hasher.finalize().to_hex().to_string(), size: hashing.written, files: listed };
     Ok((packed, dest))
 }
 
-fn append_entry<W: Write>(tar: &mut tar::Builder<W>, archive_path: &str, source: &Path) -> Result<ArchiveFile, CacheError> {
+fn append_entry<W: Write>(
+    tar: &mut tar::Builder<W>,
+    archive_path: &str,
+    source: &Path,
+) -> Result<ArchiveFile, CacheError> {
     let io_err = CacheError::io(source);
     let meta = fs::symlink_metadata(source).map_err(CacheError::io(source))?;
     let mut header = tar::Header::new_gnu();
@@ -91,16 +95,28 @@ fn append_entry<W: Write>(tar: &mut tar::Builder<W>, archive_path: &str, source:
         header.set_mode(0o777);
         header.set_size(0);
         tar.append_link(&mut header, archive_path, target).map_err(io_err)?;
-        return Ok(ArchiveFile { path: archive_path.into(), mode: 0o777, size: 0, digest: None, link: Some(target.into()) });
+        return Ok(ArchiveFile {
+            path: archive_path.into(),
+            mode: 0o777,
+            size: 0,
+            digest: None,
+            link: Some(target.into()),
+        });
     }
     if !meta.is_file() {
-        return Err(CacheError::UnsafeEntry { entry: archive_path.into(), reason: "only files and symlinks can be archived".into() });
+        return Err(CacheError::UnsafeEntry {
+            entry: archive_path.into(),
+            reason: "only files and symlinks can be archived".into(),
+        });
     }
     let mode = normalised_mode(meta.permissions().mode());
     header.set_entry_type(tar::EntryType::Regular);
     header.set_mode(mode);
     header.set_size(meta.len());
-    let mut reader = HashingReader { inner: BufReader::new(File::open(source).map_err(CacheError::io(source))?), hasher: blake3::Hasher::new() };
+    let mut reader = HashingReader {
+        inner: BufReader::new(File::open(source).map_err(CacheError::io(source))?),
+        hasher: blake3::Hasher::new(),
+    };
     tar.append_data(&mut header, archive_path, &mut reader).map_err(io_err)?;
     Ok(ArchiveFile {
         path: archive_path.into(),
@@ -163,7 +179,11 @@ pub fn unpack(archive: &Path, expected_digest: Option<&str>, dest: &Path) -> Res
                     fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
                 }
                 let mode = normalised_mode(entry.header().mode().map_err(corrupt)?);
-                let mut out = fs::OpenOptions::new().write(true).create_new(true).open(&out_path).map_err(CacheError::io(&out_path))?;
+                let mut out = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&out_path)
+                    .map_err(CacheError::io(&out_path))?;
                 let mut hasher = blake3::Hasher::new();
                 let mut buf = vec![0u8; 64 * 1024];
                 let mut size = 0u64;
@@ -177,12 +197,19 @@ pub fn unpack(archive: &Path, expected_digest: Option<&str>, dest: &Path) -> Res
                     size += n as u64;
                 }
                 out.set_permissions(fs::Permissions::from_mode(mode)).map_err(CacheError::io(&out_path))?;
-                extracted.push(ArchiveFile { path: rel.clone(), mode, size, digest: Some(hasher.finalize().to_hex().to_string()), link: None });
+                extracted.push(ArchiveFile {
+                    path: rel.clone(),
+                    mode,
+                    size,
+                    digest: Some(hasher.finalize().to_hex().to_string()),
+                    link: None,
+                });
                 seen.insert(rel, false);
             }
             tar::EntryType::Symlink => {
                 let target = entry.link_name_bytes().ok_or_else(|| refuse("symlink without a target"))?;
-                let target = String::from_utf8(target.into_owned()).map_err(|_| refuse("symlink target is not UTF-8"))?;
+                let target =
+                    String::from_utf8(target.into_owned()).map_err(|_| refuse("symlink target is not UTF-8"))?;
                 links.insert(rel, target);
             }
             tar::EntryType::Link => return Err(refuse("hard links are not allowed in artifacts")),
@@ -195,7 +222,10 @@ pub fn unpack(archive: &Path, expected_digest: Option<&str>, dest: &Path) -> Res
     // Nothing may have been written through a path that the archive makes a symlink.
     for path in seen.keys() {
         if let Some(link) = links.keys().find(|l| path.starts_with(&format!("{l}/"))) {
-            return Err(CacheError::UnsafeEntry { entry: path.clone(), reason: format!("would be written through the symlink {link}") });
+            return Err(CacheError::UnsafeEntry {
+                entry: path.clone(),
+                reason: format!("would be written through the symlink {link}"),
+            });
         }
     }
     for (path, target) in &links {
@@ -207,7 +237,13 @@ pub fn unpack(archive: &Path, expected_digest: Option<&str>, dest: &Path) -> Res
             fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
         }
         symlink(target, &out_path).map_err(CacheError::io(&out_path))?;
-        extracted.push(ArchiveFile { path: path.clone(), mode: 0o777, size: 0, digest: None, link: Some(target.clone()) });
+        extracted.push(ArchiveFile {
+            path: path.clone(),
+            mode: 0o777,
+            size: 0,
+            digest: None,
+            link: Some(target.clone()),
+        });
     }
     extracted.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(extracted)

@@ -85,7 +85,11 @@ fn hostile_archives_are_refused_and_write_nothing_outside() {
 
 #[test]
 fn inside_symlinks_are_restored_as_links() {
-    let bytes = craft(&[Raw::File("dir/lib.so", b"elf"), Raw::Symlink("dir/lib.so.1", "lib.so"), Raw::Symlink("top", "dir/lib.so")]);
+    let bytes = craft(&[
+        Raw::File("dir/lib.so", b"elf"),
+        Raw::Symlink("dir/lib.so.1", "lib.so"),
+        Raw::Symlink("top", "dir/lib.so"),
+    ]);
     let (root, result) = unpack_bytes(&bytes);
     let files = result.unwrap();
     assert_eq!(files.len(), 3);

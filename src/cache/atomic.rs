@@ -22,10 +22,7 @@ impl AtomicFile {
     /// must be on the same filesystem as `dest` for the rename to be atomic.
     pub fn create(temp_dir: &Path, dest: &Path) -> Result<AtomicFile, CacheError> {
         fs::create_dir_all(temp_dir).map_err(CacheError::io(temp_dir))?;
-        let temp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(temp_dir)
-            .map_err(CacheError::io(temp_dir))?;
+        let temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(temp_dir).map_err(CacheError::io(temp_dir))?;
         Ok(AtomicFile { temp, dest: dest.to_path_buf() })
     }
 

@@ -120,7 +120,11 @@ impl ArtifactStore for LocalCache {
         let record: ActionRecord = match serde_json::from_slice(&bytes) {
             Ok(record) => record,
             Err(err) => {
-                on_corrupt(CorruptEntry { key: key.into(), path: path.clone(), reason: format!("unreadable action record: {err}") });
+                on_corrupt(CorruptEntry {
+                    key: key.into(),
+                    path: path.clone(),
+                    reason: format!("unreadable action record: {err}"),
+                });
                 self.drop_entry(key, None);
                 return Ok(None);
             }

@@ -84,7 +84,9 @@ pub enum CacheError {
     UnsafeEntry { entry: String, reason: String },
     #[error("archive {path} is corrupt: {reason}")]
     CorruptArchive { path: PathBuf, reason: String },
-    #[error("cache {path} has format {found}, newer than this tbuild understands ({supported}); upgrade tbuild or use another --cache-dir")]
+    #[error(
+        "cache {path} has format {found}, newer than this tbuild understands ({supported}); upgrade tbuild or use another --cache-dir"
+    )]
     NewerFormat { path: PathBuf, found: u32, supported: u32 },
 }
 
@@ -108,8 +110,5 @@ pub fn default_cache_dir() -> PathBuf {
 
 /// Seconds since the epoch, for records.
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -11,13 +11,16 @@ use std::time::{Duration, Instant};
 
 use super::load_commit;
 use crate::build::{BuildDirs, build_target};
-use crate::cache::{ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT, now_secs, pack, unpack};
+use crate::cache::{
+    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT, now_secs,
+    pack, unpack,
+};
 use crate::cli::CoreArgs;
 use crate::error::Error;
 use crate::plan::{PlannedTarget, plan};
 use crate::publish::{Durations, Manifest, Staging, Status, TargetReport};
 use crate::recipe::resolve_recipe;
-use crate::report::{Reporter, human_bytes, human_duration};
+use crate::report::{Phase, Reporter, human_bytes, human_duration};
 use crate::source::checkout;
 
 pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
@@ -41,7 +44,9 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     for p in &planned {
         match restore(p, cache, &staging, &reporter)? {
             Some((record, took)) => {
-                reports.insert(p.target.name.clone(), report(p, Status::Hit, "local", Some(&record), key_ms, took, None));
+                reporter.done(&p.target.name, &restored_message(&record));
+                reports
+                    .insert(p.target.name.clone(), report(p, Status::Hit, "local", Some(&record), key_ms, took, None));
             }
             None => misses.push(p.clone()),
         }
@@ -51,10 +56,12 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     let mut held: Vec<KeyLock> = Vec::new();
     let mut to_build = Vec::new();
     for p in misses {
-        let lock = cache.lock_key(&p.key, || reporter.phase(&p.target.name, "waiting for another tbuild building it"))?;
+        let lock = cache.lock_key(&p.key, || reporter.phase(&p.target.name, Phase::Waiting))?;
         match restore(&p, cache, &staging, &reporter)? {
             Some((record, took)) => {
-                reports.insert(p.target.name.clone(), report(&p, Status::Hit, "local", Some(&record), key_ms, took, None));
+                reporter.done(&p.target.name, &restored_message(&record));
+                reports
+                    .insert(p.target.name.clone(), report(&p, Status::Hit, "local", Some(&record), key_ms, took, None));
             }
             None => {
                 held.push(lock);
@@ -66,7 +73,9 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     let mut failures = Vec::new();
     if !to_build.is_empty() {
         let repo_dir = loaded.repo_dir.clone().expect("commits come from a mirror");
-        let _work_lock = KeyLock::acquire(&repo_dir.join("work.lock"), || reporter.info("waiting for another tbuild using the work dir"))?;
+        let _work_lock = KeyLock::acquire(&repo_dir.join("work.lock"), || {
+            reporter.info("waiting for another tbuild using the work dir")
+        })?;
         let work = repo_dir.join("work");
         let written = checkout(&loaded.tree, &work, &repo_dir)?;
         reporter.info(&format!("checked out {sha} ({written} files written)"));
@@ -74,10 +83,11 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         let results = build_all(to_build, dirs, cache, &sha, &reporter, args.jobs as usize);
         for (p, result) in results {
             match result.and_then(|(record, build, pack)| {
-                let (restored, took) = restore(&p, cache, &staging, &reporter)?.ok_or_else(|| CacheError::CorruptArchive {
-                    path: cache.action_path(&p.key),
-                    reason: "the entry just stored cannot be read back".into(),
-                })?;
+                let (restored, took) =
+                    restore(&p, cache, &staging, &reporter)?.ok_or_else(|| CacheError::CorruptArchive {
+                        path: cache.action_path(&p.key),
+                        reason: "the entry just stored cannot be read back".into(),
+                    })?;
                 debug_assert_eq!(restored.artifact_digest, record.artifact_digest);
                 Ok((restored, build, pack, took))
             }) {
@@ -85,12 +95,18 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
                     let mut r = report(&p, Status::Built, "build", Some(&record), key_ms, took, None);
                     r.durations_ms.build = build.as_millis() as u64;
                     r.durations_ms.pack = pack.as_millis() as u64;
-                    reporter.done(&p.target.name, &format!("built in {}, {}", human_duration(build), human_bytes(record.artifact_size)));
+                    reporter.done(
+                        &p.target.name,
+                        &format!("built in {}, {}", human_duration(build), human_bytes(record.artifact_size)),
+                    );
                     reports.insert(p.target.name.clone(), r);
                 }
                 Err(err) => {
                     reporter.done(&p.target.name, "FAILED");
-                    reports.insert(p.target.name.clone(), report(&p, Status::Failed, "build", None, key_ms, Duration::ZERO, Some(err.to_string())));
+                    reports.insert(
+                        p.target.name.clone(),
+                        report(&p, Status::Failed, "build", None, key_ms, Duration::ZERO, Some(err.to_string())),
+                    );
                     failures.push((p.target.name.clone(), err));
                 }
             }
@@ -125,19 +141,31 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
             for (_, err) in &failures {
                 eprintln!("error: {err}");
             }
-            Err(Error::TargetsFailed { failed: failures.into_iter().map(|(name, _)| name).collect(), total: planned.len() })
+            Err(Error::TargetsFailed {
+                failed: failures.into_iter().map(|(name, _)| name).collect(),
+                total: planned.len(),
+            })
         }
     }
 }
 
 /// A cache hit restored into the staging dir, or `None` on a miss. Entries that fail a check
 /// are reported, dropped and treated as misses, so the target is rebuilt.
-fn restore(p: &PlannedTarget, cache: &LocalCache, staging: &Staging, reporter: &Reporter) -> Result<Option<(ActionRecord, Duration)>, Error> {
+fn restore(
+    p: &PlannedTarget,
+    cache: &LocalCache,
+    staging: &Staging,
+    reporter: &Reporter,
+) -> Result<Option<(ActionRecord, Duration)>, Error> {
     let started = Instant::now();
     let name = &p.target.name;
-    reporter.phase(name, "restore");
+    reporter.phase(name, Phase::Restore);
     let mut on_corrupt = |c: crate::cache::CorruptEntry| {
-        reporter.warn(&format!("cache entry of {name} is corrupt ({}: {}); dropped, rebuilding", c.path.display(), c.reason));
+        reporter.warn(&format!(
+            "cache entry of {name} is corrupt ({}: {}); dropped, rebuilding",
+            c.path.display(),
+            c.reason
+        ));
     };
     let Some(hit) = cache.get(&p.key, &mut on_corrupt)? else {
         return Ok(None);
@@ -147,7 +175,10 @@ fn restore(p: &PlannedTarget, cache: &LocalCache, staging: &Staging, reporter: &
         if files == hit.record.files {
             Ok(())
         } else {
-            Err(CacheError::CorruptArchive { path: hit.archive.clone(), reason: "its files differ from its action record".into() })
+            Err(CacheError::CorruptArchive {
+                path: hit.archive.clone(),
+                reason: "its files differ from its action record".into(),
+            })
         }
     });
     match unpacked {
@@ -155,7 +186,6 @@ fn restore(p: &PlannedTarget, cache: &LocalCache, staging: &Staging, reporter: &
             if hit.record.target != *name {
                 tracing::debug!("{name} restored from an entry recorded for {}", hit.record.target);
             }
-            reporter.done(name, &format!("restored ({}, {} files)", human_bytes(hit.record.artifact_size), hit.record.files.len()));
             Ok(Some((hit.record, started.elapsed())))
         }
         Err(err @ (CacheError::UnsafeEntry { .. } | CacheError::CorruptArchive { .. })) => {
@@ -168,28 +198,42 @@ fn restore(p: &PlannedTarget, cache: &LocalCache, staging: &Staging, reporter: &
     }
 }
 
+fn restored_message(record: &ActionRecord) -> String {
+    format!("restored ({}, {} files)", human_bytes(record.artifact_size), record.files.len())
+}
+
 type Built = Result<(ActionRecord, Duration, Duration), Error>;
 
 /// Builds the targets, at most `jobs` at once, storing each as soon as it is built.
-fn build_all(targets: Vec<PlannedTarget>, dirs: BuildDirs, cache: &LocalCache, sha: &str, reporter: &Arc<Reporter>, jobs: usize) -> Vec<(PlannedTarget, Built)> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+fn build_all(
+    targets: Vec<PlannedTarget>,
+    dirs: BuildDirs,
+    cache: &LocalCache,
+    sha: &str,
+    reporter: &Arc<Reporter>,
+    jobs: usize,
+) -> Vec<(PlannedTarget, Built)> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
     runtime.block_on(async {
         let permits = Arc::new(tokio::sync::Semaphore::new(jobs));
         let mut set = tokio::task::JoinSet::new();
         for (index, p) in targets.iter().cloned().enumerate() {
-            let (permits, dirs, cache, reporter, sha) = (permits.clone(), dirs.clone(), cache.clone(), reporter.clone(), sha.to_string());
-            reporter.phase(&p.target.name, "queued");
+            let (permits, dirs, cache, reporter, sha) =
+                (permits.clone(), dirs.clone(), cache.clone(), reporter.clone(), sha.to_string());
+            reporter.phase(&p.target.name, Phase::Queued);
             set.spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("semaphore open");
-                reporter.phase(&p.target.name, "build");
+                reporter.phase(&p.target.name, Phase::Build);
                 let log = cache.log_path(&p.target.name, &p.key);
                 let result: Built = async {
                     let built = build_target(&p.target, &dirs, &log).await?;
-                    reporter.phase(&p.target.name, "pack");
+                    reporter.phase(&p.target.name, Phase::Pack);
                     let pack_started = Instant::now();
-                    let record = tokio::task::spawn_blocking(move || store(&p, built.files, built.duration, &cache, &sha))
-                        .await
-                        .expect("pack task does not panic")?;
+                    let record =
+                        tokio::task::spawn_blocking(move || store(&p, built.files, built.duration, &cache, &sha))
+                            .await
+                            .expect("pack task does not panic")?;
                     Ok((record, built.duration, pack_started.elapsed()))
                 }
                 .await;
@@ -206,7 +250,13 @@ fn build_all(targets: Vec<PlannedTarget>, dirs: BuildDirs, cache: &LocalCache, s
 }
 
 /// Packs a built target's files and stores the archive and its action record.
-fn store(p: &PlannedTarget, files: BTreeMap<String, std::path::PathBuf>, took: Duration, cache: &LocalCache, sha: &str) -> Result<ActionRecord, Error> {
+fn store(
+    p: &PlannedTarget,
+    files: BTreeMap<String, std::path::PathBuf>,
+    took: Duration,
+    cache: &LocalCache,
+    sha: &str,
+) -> Result<ActionRecord, Error> {
     let staged = cache.tmp_dir().join(format!("pack-{}.tar.zst", p.key));
     let (packed, file) = pack(&files, AtomicFile::create(&cache.tmp_dir(), &staged)?)?;
     file.commit()?;
@@ -226,7 +276,15 @@ fn store(p: &PlannedTarget, files: BTreeMap<String, std::path::PathBuf>, took: D
     Ok(record)
 }
 
-fn report(p: &PlannedTarget, status: Status, source: &str, record: Option<&ActionRecord>, key_ms: u64, restore: Duration, error: Option<String>) -> TargetReport {
+fn report(
+    p: &PlannedTarget,
+    status: Status,
+    source: &str,
+    record: Option<&ActionRecord>,
+    key_ms: u64,
+    restore: Duration,
+    error: Option<String>,
+) -> TargetReport {
     TargetReport {
         key: p.key.clone(),
         status,

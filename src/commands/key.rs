@@ -30,7 +30,12 @@ pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: boo
     if args.json {
         let reports: Vec<KeyReport> = planned
             .iter()
-            .map(|p| KeyReport { target: &p.target.name, key: &p.key, inputs: p.inputs.len(), files: verbose.then_some(p.inputs.as_slice()) })
+            .map(|p| KeyReport {
+                target: &p.target.name,
+                key: &p.key,
+                inputs: p.inputs.len(),
+                files: verbose.then_some(p.inputs.as_slice()),
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialise"));
     } else {

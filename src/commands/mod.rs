@@ -19,11 +19,19 @@ pub struct LoadedTree {
 }
 
 /// Mirrors `repo` (fetching only when needed) and reads the tree of `rev`.
-pub fn load_commit(cache: &LocalCache, repo: &str, rev: &str, offline: bool, reporter: &Reporter) -> Result<LoadedTree, Error> {
+pub fn load_commit(
+    cache: &LocalCache,
+    repo: &str,
+    rev: &str,
+    offline: bool,
+    reporter: &Reporter,
+) -> Result<LoadedTree, Error> {
     let url = crate::source::normalise_url(repo);
     let repo_dir = cache.repo_dir(&repo_id(&url));
     // One fetch into a mirror at a time; readers of other processes are unaffected.
-    let _lock = KeyLock::acquire(&repo_dir.join("mirror.lock"), || reporter.info("waiting for another tbuild fetching this repository"))?;
+    let _lock = KeyLock::acquire(&repo_dir.join("mirror.lock"), || {
+        reporter.info("waiting for another tbuild fetching this repository")
+    })?;
     let mirror = Mirror::open(&repo_dir.join("mirror.git"), &url)?;
     let commit = mirror.resolve(rev, offline, &mut reporter.fetch_progress(&url))?;
     let tree = Tree::from_commit(mirror.into_repo(), commit)?;

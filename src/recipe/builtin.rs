@@ -14,6 +14,10 @@ pub enum Layout {
     Crates,
 }
 
+impl Layout {
+    pub const ALL: [Layout; 1] = [Layout::Crates];
+}
+
 impl std::fmt::Display for Layout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -53,7 +57,7 @@ mod tests {
 
     #[test]
     fn every_builtin_recipe_parses() {
-        for layout in [Layout::Crates] {
+        for layout in Layout::ALL {
             assert!(!recipe(layout).targets.is_empty());
         }
     }

@@ -20,10 +20,12 @@ use crate::source::Tree;
 
 /// Environment variables whose values feed every cargo-backed key by default: they change
 /// what rustc emits. Recipes add more with `key_env`.
-pub const DEFAULT_KEY_ENV: &[&str] = &["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET"];
+pub const DEFAULT_KEY_ENV: &[&str] =
+    &["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET"];
 
 /// Inputs of every target, relative to the repository root.
-pub const DEFAULT_GLOBAL_INPUTS: &[&str] = &["Cargo.toml", "Cargo.lock", ".cargo/**", "rust-toolchain", "rust-toolchain.toml"];
+pub const DEFAULT_GLOBAL_INPUTS: &[&str] =
+    &["Cargo.toml", "Cargo.lock", ".cargo/**", "rust-toolchain", "rust-toolchain.toml"];
 
 /// Paths inside each crate dir of a closure that do not feed a build, unless a target
 /// overrides them with `crate_exclude`.
@@ -139,7 +141,8 @@ pub struct Output {
 
 impl Recipe {
     pub fn parse(text: &str, origin: &str) -> Result<Recipe, RecipeError> {
-        let recipe: Recipe = toml::from_str(text).map_err(|e| RecipeError::Malformed { origin: origin.into(), message: e.to_string() })?;
+        let recipe: Recipe = toml::from_str(text)
+            .map_err(|e| RecipeError::Malformed { origin: origin.into(), message: e.to_string() })?;
         recipe.validate(origin)?;
         Ok(recipe)
     }
@@ -152,14 +155,23 @@ impl Recipe {
         let mut names = std::collections::BTreeSet::new();
         for target in &self.targets {
             if target.name.is_empty() || !target.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return invalid(format!("target name {:?} must be non-empty and use only letters, digits, '-', '_' and '.'", target.name));
+                return invalid(format!(
+                    "target name {:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
+                    target.name
+                ));
             }
             if !names.insert(&target.name) {
                 return invalid(format!("target {:?} is declared twice", target.name));
             }
             for (what, path) in [("artifact_dir", &target.artifact_dir), ("workdir", &target.workdir)] {
-                if path.starts_with('/') || path.split('/').any(|c| c == "..") || (what == "artifact_dir" && path.is_empty()) {
-                    return invalid(format!("target {:?}: {what} {path:?} must be a relative path inside the repository", target.name));
+                if path.starts_with('/')
+                    || path.split('/').any(|c| c == "..")
+                    || (what == "artifact_dir" && path.is_empty())
+                {
+                    return invalid(format!(
+                        "target {:?}: {what} {path:?} must be a relative path inside the repository",
+                        target.name
+                    ));
                 }
             }
             match target.kind {
@@ -167,7 +179,10 @@ impl Recipe {
                     return invalid(format!("target {:?}: the cargo kind needs `packages`", target.name));
                 }
                 Kind::Cargo if target.bins.is_empty() && target.outputs.is_empty() => {
-                    return invalid(format!("target {:?}: the cargo kind needs `bins` or [[target.output]]", target.name));
+                    return invalid(format!(
+                        "target {:?}: the cargo kind needs `bins` or [[target.output]]",
+                        target.name
+                    ));
                 }
                 Kind::Cargo => {}
                 _ if target.commands.is_empty() => {
@@ -180,7 +195,10 @@ impl Recipe {
             }
             for output in &target.outputs {
                 if output.dest.starts_with('/') || output.dest.split('/').any(|c| c == "..") {
-                    return invalid(format!("target {:?}: output dest {:?} must stay inside the artifact dir", target.name, output.dest));
+                    return invalid(format!(
+                        "target {:?}: output dest {:?} must stay inside the artifact dir",
+                        target.name, output.dest
+                    ));
                 }
             }
         }
@@ -223,7 +241,10 @@ impl Target {
                 target.outputs = target
                     .bins
                     .iter()
-                    .map(|bin| Output { path: format!("${{CARGO_TARGET_DIR}}/{}/{bin}", target.profile.dir()), dest: String::new() })
+                    .map(|bin| Output {
+                        path: format!("${{CARGO_TARGET_DIR}}/{}/{bin}", target.profile.dir()),
+                        dest: String::new(),
+                    })
                     .collect();
             }
         }
@@ -284,12 +305,16 @@ impl std::fmt::Display for RecipeSource {
 /// built-in one for its layout.
 pub fn resolve_recipe(tree: &Tree, recipe_file: Option<&Path>) -> Result<(Recipe, RecipeSource), RecipeError> {
     if let Some(path) = recipe_file {
-        let text = std::fs::read_to_string(path).map_err(|e| RecipeError::Malformed { origin: path.display().to_string(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RecipeError::Malformed { origin: path.display().to_string(), message: e.to_string() })?;
         return Ok((Recipe::parse(&text, &path.display().to_string())?, RecipeSource::File(path.into())));
     }
     if tree.entries().contains_key("tbuild.toml") {
-        let bytes = tree.read("tbuild.toml").map_err(|e| RecipeError::Malformed { origin: "tbuild.toml".into(), message: e.to_string() })?;
-        let text = String::from_utf8(bytes).map_err(|_| RecipeError::Malformed { origin: "tbuild.toml".into(), message: "not UTF-8".into() })?;
+        let bytes = tree
+            .read("tbuild.toml")
+            .map_err(|e| RecipeError::Malformed { origin: "tbuild.toml".into(), message: e.to_string() })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| RecipeError::Malformed { origin: "tbuild.toml".into(), message: "not UTF-8".into() })?;
         return Ok((Recipe::parse(&text, "tbuild.toml in the repository")?, RecipeSource::InTree));
     }
     let layout = detect_layout(tree.entries())?;
@@ -300,7 +325,9 @@ pub fn resolve_recipe(tree: &Tree, recipe_file: Option<&Path>) -> Result<(Recipe
 pub enum RecipeError {
     #[error("malformed recipe {origin}: {message}")]
     Malformed { origin: String, message: String },
-    #[error("no built-in recipe matches this tree ({reason}); write a tbuild.toml at the repository root or pass --recipe FILE (see the README's \"Recipe format\")")]
+    #[error(
+        "no built-in recipe matches this tree ({reason}); write a tbuild.toml at the repository root or pass --recipe FILE (see the README's \"Recipe format\")"
+    )]
     UnknownLayout { reason: String },
     #[error("no target named {name:?}; this recipe has: {available}")]
     UnknownTarget { name: String, available: String },
@@ -331,7 +358,10 @@ mod tests {
         let recipe = Recipe::parse(MINIMAL, "test").unwrap();
         let target = recipe.targets[0].resolved(&recipe);
         assert_eq!(target.commands, vec!["cargo build -p tasker-ctl --bin tasker-ctl"]);
-        assert_eq!(target.outputs, vec![Output { path: "${CARGO_TARGET_DIR}/debug/tasker-ctl".into(), dest: String::new() }]);
+        assert_eq!(
+            target.outputs,
+            vec![Output { path: "${CARGO_TARGET_DIR}/debug/tasker-ctl".into(), dest: String::new() }]
+        );
         assert_eq!(target.crate_exclude.as_deref().unwrap().len(), DEFAULT_CRATE_EXCLUDE.len());
     }
 
@@ -342,9 +372,15 @@ mod tests {
             ("[[target]]\nname = \"a\"\nkind = \"cargo\"\nartifact_dir = \"x\"\nbins = [\"a\"]", "needs `packages`"),
             ("[[target]]\nname = \"a\"\nkind = \"rake\"\nartifact_dir = \"x\"", "needs `commands`"),
             ("[[target]]\nname = \"a b\"\nkind = \"cargo\"\nartifact_dir = \"x\"", "target name"),
-            ("[[target]]\nname = \"a\"\nkind = \"command\"\nartifact_dir = \"../x\"\ncommands=[\"true\"]", "relative path"),
+            (
+                "[[target]]\nname = \"a\"\nkind = \"command\"\nartifact_dir = \"../x\"\ncommands=[\"true\"]",
+                "relative path",
+            ),
             ("name = \"x\"", "no [[target]]"),
-            ("[[target]]\nname = \"a\"\nkind = \"cargo\"\nartifact_dir = \"x\"\npackages=[\"p\"]\nbins=[\"b\"]\ncolour = 1", "unknown field `colour`"),
+            (
+                "[[target]]\nname = \"a\"\nkind = \"cargo\"\nartifact_dir = \"x\"\npackages=[\"p\"]\nbins=[\"b\"]\ncolour = 1",
+                "unknown field `colour`",
+            ),
             ("[[target", "TOML parse error"),
         ];
         for (text, expect) in cases {

@@ -66,12 +66,18 @@ impl WorkspaceGraph {
 }
 
 /// The workspace graph of `tree`, from the memo when its manifests were seen before.
-pub fn workspace_graph(tree: &Tree, memo: &mut BlobDigestMemo, cache: Option<&LocalCache>) -> Result<WorkspaceGraph, RecipeError> {
+pub fn workspace_graph(
+    tree: &Tree,
+    memo: &mut BlobDigestMemo,
+    cache: Option<&LocalCache>,
+) -> Result<WorkspaceGraph, RecipeError> {
     let io = |e: crate::source::SourceError| RecipeError::Workspace { message: e.to_string() };
     let manifests: Vec<&String> = tree
         .entries()
         .iter()
-        .filter(|(path, entry)| matches!(entry, Entry::File { .. }) && (*path == "Cargo.toml" || path.ends_with("/Cargo.toml")))
+        .filter(|(path, entry)| {
+            matches!(entry, Entry::File { .. }) && (*path == "Cargo.toml" || path.ends_with("/Cargo.toml"))
+        })
         .map(|(path, _)| path)
         .collect();
     if !manifests.iter().any(|p| *p == "Cargo.toml") {
@@ -129,7 +135,9 @@ fn graph_from_metadata(root: &Path) -> Result<WorkspaceGraph, RecipeError> {
         .exec()
         .map_err(|e| RecipeError::Workspace { message: metadata_error(e) })?;
     let relative = |dir: &Path| -> String {
-        dir.strip_prefix(root).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| dir.to_string_lossy().into_owned())
+        dir.strip_prefix(root)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| dir.to_string_lossy().into_owned())
     };
     let mut packages = BTreeMap::new();
     for package in &metadata.packages {
@@ -163,7 +171,15 @@ mod tests {
         WorkspaceGraph {
             packages: edges
                 .iter()
-                .map(|(name, dir, deps)| (name.to_string(), WorkspacePackage { dir: dir.to_string(), path_deps: deps.iter().map(|d| d.to_string()).collect() }))
+                .map(|(name, dir, deps)| {
+                    (
+                        name.to_string(),
+                        WorkspacePackage {
+                            dir: dir.to_string(),
+                            path_deps: deps.iter().map(|d| d.to_string()).collect(),
+                        },
+                    )
+                })
                 .collect(),
         }
     }
@@ -177,7 +193,10 @@ mod tests {
             ("secure", "crates/secure", &[]),
         ]);
         let dirs = g.closure("t", &["ctl".into()]).unwrap();
-        assert_eq!(dirs.into_iter().collect::<Vec<_>>(), ["crates/client", "crates/ctl", "crates/shared", "vendor/outside"]);
+        assert_eq!(
+            dirs.into_iter().collect::<Vec<_>>(),
+            ["crates/client", "crates/ctl", "crates/shared", "vendor/outside"]
+        );
         let err = g.closure("t", &["nope".into()]).unwrap_err().to_string();
         assert!(err.contains("nope") && err.contains("secure"), "{err}");
     }

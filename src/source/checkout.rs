@@ -46,7 +46,8 @@ pub fn checkout(tree: &Tree, work: &Path, state_dir: &Path) -> Result<usize, Sou
         let path = path.to_path_buf();
         move |source| SourceError::Io { path, source }
     };
-    let previous: CheckoutState = fs::read(&state_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let previous: CheckoutState =
+        fs::read(&state_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     if previous.files.is_empty() && work.exists() {
         // No trustworthy record of what is there: start from an empty dir.
         fs::remove_dir_all(work).map_err(io(work))?;
@@ -87,7 +88,9 @@ pub fn checkout(tree: &Tree, work: &Path, state_dir: &Path) -> Result<usize, Sou
         }
         match entry {
             Entry::File { executable, blob } => {
-                let blob = repo.find_blob(blob.expect("git entries have blob ids")).map_err(|source| SourceError::Git { path: repo.path().into(), source })?;
+                let blob = repo
+                    .find_blob(blob.expect("git entries have blob ids"))
+                    .map_err(|source| SourceError::Git { path: repo.path().into(), source })?;
                 fs::write(&full, blob.content()).map_err(io(&full))?;
                 let perm = if *executable { 0o755 } else { 0o644 };
                 fs::set_permissions(&full, fs::Permissions::from_mode(perm)).map_err(io(&full))?;

@@ -33,7 +33,8 @@ pub fn list(root: &Path) -> Result<BTreeMap<String, Entry>, SourceError> {
         .build();
     let mut entries = BTreeMap::new();
     for item in walker {
-        let item = item.map_err(|e| SourceError::Io { path: root.into(), source: std::io::Error::other(e.to_string()) })?;
+        let item =
+            item.map_err(|e| SourceError::Io { path: root.into(), source: std::io::Error::other(e.to_string()) })?;
         let Some(file_type) = item.file_type() else { continue };
         if file_type.is_dir() {
             continue;
@@ -47,7 +48,14 @@ pub fn list(root: &Path) -> Result<BTreeMap<String, Entry>, SourceError> {
             let target = std::fs::read_link(item.path()).map_err(io_err(item.path()))?;
             Entry::Symlink { target: target.to_string_lossy().into_owned() }
         } else if file_type.is_file() {
-            let mode = item.metadata().map_err(|e| SourceError::Io { path: item.path().into(), source: std::io::Error::other(e.to_string()) })?.permissions().mode();
+            let mode = item
+                .metadata()
+                .map_err(|e| SourceError::Io {
+                    path: item.path().into(),
+                    source: std::io::Error::other(e.to_string()),
+                })?
+                .permissions()
+                .mode();
             Entry::File { executable: mode & 0o111 != 0, blob: None }
         } else {
             continue;

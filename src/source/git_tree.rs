@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-
 use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
 
 use super::{Entry, SourceError};
@@ -58,4 +57,3 @@ pub fn read_blob(repo: &Repository, oid: Oid) -> Result<Vec<u8>, SourceError> {
 fn repo_path(repo: &Repository) -> std::path::PathBuf {
     repo.path().to_path_buf()
 }
-

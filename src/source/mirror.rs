@@ -26,7 +26,8 @@ pub struct Mirror {
 /// A short stable name for a repository URL or path: its dir name under `repos/`.
 pub fn repo_id(url: &str) -> String {
     let name = url.trim_end_matches('/').trim_end_matches(".git").rsplit(['/', ':']).next().unwrap_or("repo");
-    let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let name: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     format!("{}-{}", name, &blake3::hash(url.as_bytes()).to_hex()[..12])
 }
 
@@ -67,7 +68,12 @@ impl Mirror {
 
     /// Resolves `rev` (full SHA, unique short SHA, branch, tag or any git revision) to a
     /// commit, fetching first when needed and allowed.
-    pub fn resolve(&self, rev: &str, offline: bool, progress: &mut dyn FnMut(FetchProgress)) -> Result<Oid, SourceError> {
+    pub fn resolve(
+        &self,
+        rev: &str,
+        offline: bool,
+        progress: &mut dyn FnMut(FetchProgress),
+    ) -> Result<Oid, SourceError> {
         let is_hex = rev.len() >= 4 && rev.len() <= 40 && rev.bytes().all(|b| b.is_ascii_hexdigit());
         if is_hex && let Some(oid) = self.lookup(rev)? {
             return Ok(oid);
@@ -75,7 +81,10 @@ impl Mirror {
         if offline {
             return match self.lookup(rev)? {
                 Some(oid) => Ok(oid),
-                None => Err(self.unknown(rev, " (the local mirror; --offline forbids fetching: run once without --offline)")),
+                None => {
+                    Err(self
+                        .unknown(rev, " (the local mirror; --offline forbids fetching: run once without --offline)"))
+                }
             };
         }
         self.fetch(progress)?;
@@ -114,10 +123,8 @@ impl Mirror {
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
         options.download_tags(AutotagOption::All);
-        let mut remote = self
-            .repo
-            .remote_anonymous(&self.url)
-            .map_err(|source| SourceError::Git { path: self.path(), source })?;
+        let mut remote =
+            self.repo.remote_anonymous(&self.url).map_err(|source| SourceError::Git { path: self.path(), source })?;
         remote
             .fetch(&REFSPECS, Some(&mut options), None)
             .map_err(|err| SourceError::Unreachable { repo: self.url.clone(), message: err.message().to_string() })

@@ -136,7 +136,9 @@ pub enum SourceError {
     UnknownRev { rev: String, repo: String, hint: String },
     #[error("revision `{rev}` is ambiguous in {repo}: give more hex digits of the SHA")]
     AmbiguousRev { rev: String, repo: String },
-    #[error("cannot fetch {repo}: {message}\n  check the URL and the network, or pass --offline to use a commit already in the mirror")]
+    #[error(
+        "cannot fetch {repo}: {message}\n  check the URL and the network, or pass --offline to use a commit already in the mirror"
+    )]
     Unreachable { repo: String, message: String },
     #[error("git error in {path}")]
     Git {
