@@ -2,11 +2,13 @@
 //! key. Nothing here builds, restores or needs a checkout.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use crate::cache::{BlobDigestMemo, LocalCache};
 use crate::error::Error;
 use crate::key::{KeyInput, derive_key, select_inputs};
-use crate::recipe::{Recipe, Target, workspace_graph};
+use crate::recipe::WorkspaceGraph;
+use crate::recipe::{Found, Recipe, RecipeSource, Target, builtin_recipe, find_recipe, workspace_graph};
 use crate::source::Tree;
 use crate::toolchain;
 
@@ -19,21 +21,41 @@ pub struct PlannedTarget {
     pub toolchain: String,
 }
 
+/// The recipe for `tree` (see [`find_recipe`]) and, when it needs one, the tree's cargo
+/// workspace graph (memoised in `cache`). Layout detection comes first, so a tree that is no
+/// tasker-core gets that error rather than a cargo one.
+pub fn recipe_and_workspace(
+    tree: &Tree,
+    recipe_file: Option<&Path>,
+    cache: Option<&LocalCache>,
+    memo: &mut BlobDigestMemo,
+) -> Result<(Recipe, RecipeSource, Option<WorkspaceGraph>), Error> {
+    match find_recipe(tree, recipe_file)? {
+        Found::Recipe(recipe, source) => {
+            let needs_graph = recipe.targets.iter().any(|t| !t.packages.is_empty());
+            let graph = if needs_graph { Some(workspace_graph(tree, memo, cache)?) } else { None };
+            Ok((recipe, source, graph))
+        }
+        Found::BuiltIn(layout) => {
+            let graph = workspace_graph(tree, memo, cache)?;
+            Ok((builtin_recipe(layout, &graph, tree)?, RecipeSource::BuiltIn(layout), Some(graph)))
+        }
+    }
+}
+
 /// Plans every target of `recipe` over `tree`. The toolchains of all targets are probed
 /// first, so a missing tool is reported before anything else happens.
 pub fn plan(
     tree: &Tree,
     recipe: &Recipe,
-    cache: Option<&LocalCache>,
+    graph: Option<&WorkspaceGraph>,
     memo: &mut BlobDigestMemo,
 ) -> Result<Vec<PlannedTarget>, Error> {
     let resolved: Vec<Target> = recipe.targets.iter().map(|t| t.resolved(recipe)).collect();
     let fingerprints = toolchain::probe(&resolved)?;
-    let graph =
-        if resolved.iter().any(|t| !t.packages.is_empty()) { Some(workspace_graph(tree, memo, cache)?) } else { None };
     let mut planned = Vec::with_capacity(resolved.len());
     for target in resolved {
-        let inputs = select_inputs(tree.entries(), graph.as_ref(), recipe, &target)?;
+        let inputs = select_inputs(tree.entries(), graph, recipe, &target)?;
         let key_env: Vec<(String, Option<String>)> = target
             .key_env(recipe)
             .into_iter()

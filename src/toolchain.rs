@@ -8,17 +8,23 @@ use std::process::Command;
 
 use crate::recipe::{Kind, Target};
 
-/// Tools a target needs, in the order their fingerprints enter its key.
+/// Tools a target needs, in the order their fingerprints enter its key: those of its kind
+/// (every kind but `command` builds Rust), then the recipe's `tools`.
 pub fn required_tools(target: &Target) -> Vec<String> {
-    let rust = ["cargo", "rustc"];
-    let extra: &[&str] = match target.kind {
-        Kind::Cargo => &[],
-        Kind::Rake => &["ruby", "rake"],
-        Kind::Maturin => &["python3", "maturin"],
-        Kind::Bun => &["bun"],
-        Kind::Command => return target.tools.clone(),
+    let of_kind: &[&str] = match target.kind {
+        Kind::Cargo => &["cargo", "rustc"],
+        Kind::Rake => &["cargo", "rustc", "ruby", "rake"],
+        Kind::Maturin => &["cargo", "rustc", "python3", "maturin"],
+        Kind::Bun => &["cargo", "rustc", "bun"],
+        Kind::Command => &[],
     };
-    rust.iter().chain(extra).map(|s| s.to_string()).collect()
+    let mut tools: Vec<String> = of_kind.iter().map(|s| s.to_string()).collect();
+    for tool in &target.tools {
+        if !tools.contains(tool) {
+            tools.push(tool.clone());
+        }
+    }
+    tools
 }
 
 /// The fingerprints of every tool the given targets need, each probed once. All missing
@@ -110,6 +116,11 @@ fn install_hint(tool: &str) -> String {
         "python3" => "install Python 3: `apt-get install python3 python3-venv`".into(),
         "maturin" => "install maturin: `pip install maturin` (or scripts/install-toolchains.sh)".into(),
         "bun" => "install bun: `npm install -g bun` (or scripts/install-toolchains.sh)".into(),
+        "bundle" => "install Bundler (`gem install bundler`) with a Ruby the gem supports".into(),
+        "clang" | "mold" => {
+            format!("install {tool}: `apt-get install clang mold` (tasker-core's .cargo/config.toml links with them)")
+        }
+        "protoc" => "install protoc: `apt-get install protobuf-compiler libprotobuf-dev`".into(),
         other => format!("install `{other}` and make sure it is on PATH"),
     }
 }

@@ -3,15 +3,18 @@
 //! target's failure does not stop the others.
 
 mod outputs;
+mod registry;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::recipe::{Kind, Target};
 
 pub use outputs::{collect_outputs, expand_output};
+pub use registry::expand_env;
 
 /// Where a build runs.
 #[derive(Debug, Clone)]
@@ -20,6 +23,8 @@ pub struct BuildDirs {
     pub work: PathBuf,
     /// The repository's persistent cargo target dir (`CARGO_TARGET_DIR`).
     pub cargo_target: PathBuf,
+    /// Paths of the commit's files: never cleared as stale outputs.
+    pub tracked: Arc<BTreeSet<String>>,
 }
 
 /// What a successful build left: archive path -> file on disk.
@@ -29,18 +34,25 @@ pub struct BuiltTarget {
     pub duration: Duration,
 }
 
-/// Runs `target`'s commands, then collects its outputs. Output is appended to `log`.
-pub async fn build_target(target: &Target, dirs: &BuildDirs, log: &Path) -> Result<BuiltTarget, BuildError> {
+/// Runs `target`'s commands with `env` (its env with placeholders expanded), then collects
+/// its outputs. The commands' output goes to `log`.
+pub async fn build_target(
+    target: &Target,
+    env: &BTreeMap<String, String>,
+    dirs: &BuildDirs,
+    log: &Path,
+) -> Result<BuiltTarget, BuildError> {
     let started = Instant::now();
     let workdir = dirs.work.join(&target.workdir);
     if let Some(parent) = log.parent() {
         std::fs::create_dir_all(parent).map_err(|source| BuildError::Io { path: parent.into(), source })?;
     }
-    // cargo refreshes its own outputs; anything else could leave a stale file matching a glob.
+    // cargo refreshes its own outputs; anything else could leave a stale file from an
+    // earlier build matching a glob. Files of the commit itself are never stale.
     if target.kind != Kind::Cargo {
         for output in &target.outputs {
-            for stale in expand_output(&output.path, &workdir, &dirs.cargo_target)? {
-                remove_path(&stale).map_err(|source| BuildError::Io { path: stale.clone(), source })?;
+            for matched in expand_output(&output.path, &workdir, &dirs.cargo_target)? {
+                clear_untracked(&matched, dirs)?;
             }
         }
     }
@@ -55,7 +67,7 @@ pub async fn build_target(target: &Target, dirs: &BuildDirs, log: &Path) -> Resu
             .arg("-c")
             .arg(command)
             .current_dir(&workdir)
-            .envs(&target.env)
+            .envs(env)
             .env("CARGO_TARGET_DIR", &dirs.cargo_target)
             .stdin(Stdio::null())
             .stdout(Stdio::from(stdout))
@@ -78,13 +90,28 @@ pub async fn build_target(target: &Target, dirs: &BuildDirs, log: &Path) -> Resu
     Ok(BuiltTarget { files, duration: started.elapsed() })
 }
 
-fn remove_path(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+/// Removes `path` (a file, or every file under a dir) unless it belongs to the commit.
+fn clear_untracked(path: &Path, dirs: &BuildDirs) -> Result<(), BuildError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BuildError::Io { path, source }
+    };
+    for entry in walkdir::WalkDir::new(path).contents_first(true) {
+        let entry = entry.map_err(|e| BuildError::Io { path: path.into(), source: e.into() })?;
+        let tracked = entry.path().strip_prefix(&dirs.work).ok().and_then(|rel| rel.to_str()).is_some_and(|rel| {
+            dirs.tracked.contains(rel)
+                || dirs.tracked.range(format!("{rel}/")..).next().is_some_and(|p| p.starts_with(&format!("{rel}/")))
+        });
+        if tracked {
+            continue;
+        }
+        if entry.file_type().is_dir() {
+            std::fs::remove_dir(entry.path()).map_err(io(entry.path()))?;
+        } else {
+            std::fs::remove_file(entry.path()).map_err(io(entry.path()))?;
+        }
     }
+    Ok(())
 }
 
 /// The last `n` lines of a log, for the error message.
@@ -110,6 +137,8 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot resolve {{registry:{spec}}} in the recipe's env: {message}")]
+    Registry { spec: String, message: String },
     #[error("invalid output pattern {pattern:?}: {message}")]
     Pattern { pattern: String, message: String },
 }

@@ -10,16 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::load_commit;
-use crate::build::{BuildDirs, build_target};
+use crate::build::{BuildDirs, build_target, expand_env};
 use crate::cache::{
     ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT, now_secs,
     pack, unpack,
 };
 use crate::cli::CoreArgs;
 use crate::error::Error;
-use crate::plan::{PlannedTarget, plan};
+use crate::plan::{PlannedTarget, plan, recipe_and_workspace};
 use crate::publish::{Durations, Manifest, Staging, Status, TargetReport};
-use crate::recipe::resolve_recipe;
 use crate::report::{Phase, Reporter, human_bytes, human_duration};
 use crate::source::checkout;
 
@@ -29,13 +28,13 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     let staging = Staging::new(&args.out)?;
     let loaded = load_commit(cache, &args.rev.repo, &args.rev.sha, args.rev.offline, &reporter)?;
     let sha = loaded.tree.provenance();
-    let (recipe, recipe_source) = resolve_recipe(&loaded.tree, args.recipe.as_deref())?;
-    let recipe = recipe.select(&args.targets)?;
-    reporter.info(&format!("{sha}: {} targets from the {recipe_source}", recipe.targets.len()));
-
     let key_started = Instant::now();
     let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
-    let planned = plan(&loaded.tree, &recipe, Some(cache), &mut memo)?;
+    let (recipe, recipe_source, graph) =
+        recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
+    let recipe = recipe.select(&args.targets)?;
+    reporter.info(&format!("{sha}: {} targets, recipe: {recipe_source}", recipe.targets.len()));
+    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
     memo.save()?;
     let key_ms = key_started.elapsed().as_millis() as u64;
 
@@ -79,8 +78,9 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         let work = repo_dir.join("work");
         let written = checkout(&loaded.tree, &work, &repo_dir)?;
         reporter.info(&format!("checked out {sha} ({written} files written)"));
-        let dirs = BuildDirs { work, cargo_target: repo_dir.join("cargo-target") };
-        let results = build_all(to_build, dirs, cache, &sha, &reporter, args.jobs as usize);
+        let tracked = Arc::new(loaded.tree.entries().keys().cloned().collect());
+        let dirs = BuildDirs { work, cargo_target: repo_dir.join("cargo-target"), tracked };
+        let results = build_all(to_build, dirs, cache, &sha, &reporter, args.jobs as usize, args.rev.offline);
         for (p, result) in results {
             match result.and_then(|(record, build, pack)| {
                 let (restored, took) =
@@ -212,6 +212,7 @@ fn build_all(
     sha: &str,
     reporter: &Arc<Reporter>,
     jobs: usize,
+    offline: bool,
 ) -> Vec<(PlannedTarget, Built)> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
@@ -227,7 +228,8 @@ fn build_all(
                 reporter.phase(&p.target.name, Phase::Build);
                 let log = cache.log_path(&p.target.name, &p.key);
                 let result: Built = async {
-                    let built = build_target(&p.target, &dirs, &log).await?;
+                    let env = expand_env(&p.target.env, offline)?;
+                    let built = build_target(&p.target, &env, &dirs, &log).await?;
                     reporter.phase(&p.target.name, Phase::Pack);
                     let pack_started = Instant::now();
                     let record =

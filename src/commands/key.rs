@@ -7,8 +7,7 @@ use crate::cache::{BlobDigestMemo, LocalCache};
 use crate::cli::KeyArgs;
 use crate::error::Error;
 use crate::key::KeyInput;
-use crate::plan::plan;
-use crate::recipe::resolve_recipe;
+use crate::plan::{plan, recipe_and_workspace};
 use crate::report::Reporter;
 
 #[derive(Serialize)]
@@ -22,10 +21,10 @@ struct KeyReport<'a> {
 
 pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: bool) -> Result<(), Error> {
     let loaded = load(args, cache, reporter)?;
-    let (recipe, _) = resolve_recipe(&loaded.tree, args.recipe.as_deref())?;
-    let recipe = recipe.select(&args.targets)?;
     let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
-    let planned = plan(&loaded.tree, &recipe, Some(cache), &mut memo)?;
+    let (recipe, _, graph) = recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
+    let recipe = recipe.select(&args.targets)?;
+    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
     memo.save()?;
     if args.json {
         let reports: Vec<KeyReport> = planned

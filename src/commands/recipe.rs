@@ -1,14 +1,16 @@
 //! `tbuild recipe`: the recipe tbuild would use, as TOML, with where it came from.
 
-use crate::cache::LocalCache;
+use crate::cache::{BlobDigestMemo, LocalCache};
 use crate::cli::RecipeArgs;
 use crate::error::Error;
-use crate::recipe::resolve_recipe;
+use crate::plan::recipe_and_workspace;
 use crate::report::Reporter;
 
 pub fn run(args: &RecipeArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
     let loaded = super::key::load(args, cache, reporter)?;
-    let (recipe, source) = resolve_recipe(&loaded.tree, args.recipe.as_deref())?;
+    let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
+    let (recipe, source, _) = recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
+    memo.save()?;
     let recipe = recipe.select(&args.targets)?;
     println!("# recipe: {source}");
     println!("# tree: {}", loaded.tree.provenance());

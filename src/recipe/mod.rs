@@ -89,7 +89,8 @@ pub struct Target {
     /// Globs relative to each crate dir removed from it; defaults to [`DEFAULT_CRATE_EXCLUDE`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crate_exclude: Option<Vec<String>>,
-    /// command kind: tools that must be on PATH; `<tool> --version` feeds the key.
+    /// Tools that must be on PATH besides the kind's own; their version feeds the key.
+    /// The command kind has only these.
     #[serde(default)]
     pub tools: Vec<String>,
     /// What the build produces. The cargo kind derives one output per bin.
@@ -295,30 +296,39 @@ impl std::fmt::Display for RecipeSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RecipeSource::File(path) => write!(f, "{}", path.display()),
-            RecipeSource::InTree => write!(f, "tbuild.toml in the repository"),
-            RecipeSource::BuiltIn(layout) => write!(f, "built-in tasker-core recipe ({layout} layout)"),
+            RecipeSource::InTree => write!(f, "the repository's tbuild.toml"),
+            RecipeSource::BuiltIn(layout) => write!(f, "the built-in tasker-core recipe ({layout} layout)"),
         }
     }
 }
 
-/// Picks the recipe for `tree`: `--recipe FILE`, else `tbuild.toml` at its root, else the
-/// built-in one for its layout.
-pub fn resolve_recipe(tree: &Tree, recipe_file: Option<&Path>) -> Result<(Recipe, RecipeSource), RecipeError> {
+/// What [`find_recipe`] found: a recipe, or the layout whose built-in recipe applies.
+pub enum Found {
+    Recipe(Recipe, RecipeSource),
+    BuiltIn(Layout),
+}
+
+/// Looks for the recipe of `tree`: `--recipe FILE`, else `tbuild.toml` at its root, else the
+/// layout of tasker-core it has (its built-in recipe is [`builtin_recipe`]).
+pub fn find_recipe(tree: &Tree, recipe_file: Option<&Path>) -> Result<Found, RecipeError> {
     if let Some(path) = recipe_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| RecipeError::Malformed { origin: path.display().to_string(), message: e.to_string() })?;
-        return Ok((Recipe::parse(&text, &path.display().to_string())?, RecipeSource::File(path.into())));
+        return Ok(Found::Recipe(Recipe::parse(&text, &path.display().to_string())?, RecipeSource::File(path.into())));
     }
     if tree.entries().contains_key("tbuild.toml") {
-        let bytes = tree
-            .read("tbuild.toml")
-            .map_err(|e| RecipeError::Malformed { origin: "tbuild.toml".into(), message: e.to_string() })?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| RecipeError::Malformed { origin: "tbuild.toml".into(), message: "not UTF-8".into() })?;
-        return Ok((Recipe::parse(&text, "tbuild.toml in the repository")?, RecipeSource::InTree));
+        let malformed = |message: String| RecipeError::Malformed { origin: "tbuild.toml".into(), message };
+        let bytes = tree.read("tbuild.toml").map_err(|e| malformed(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| malformed("not UTF-8".into()))?;
+        return Ok(Found::Recipe(Recipe::parse(&text, "tbuild.toml in the repository")?, RecipeSource::InTree));
     }
-    let layout = detect_layout(tree.entries())?;
-    Ok((builtin::recipe(layout), RecipeSource::BuiltIn(layout)))
+    let read = |path: &str| tree.read(path).ok().and_then(|bytes| String::from_utf8(bytes).ok());
+    Ok(Found::BuiltIn(detect_layout(tree.entries(), &read)?))
+}
+
+/// The built-in recipe of `layout`, with names read off the tree's workspace `graph`.
+pub fn builtin_recipe(layout: Layout, graph: &WorkspaceGraph, tree: &Tree) -> Result<Recipe, RecipeError> {
+    builtin::recipe(layout, graph, tree.entries())
 }
 
 #[derive(Debug, thiserror::Error)]

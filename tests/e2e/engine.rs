@@ -79,16 +79,7 @@ fn corrupted_archive_is_reported_dropped_and_rebuilt() {
     std::fs::write(&blob, bytes).unwrap();
 
     let out = world.out("out2");
-    let output = world.tbuild(&[
-        "core",
-        "--repo",
-        world.repo().to_str().unwrap(),
-        "--sha",
-        "main",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
+    let output = world.run_core("main", "out2", BINARIES);
     assert_ok(&output);
     let err = stderr(&output);
     assert!(err.contains("cache entry of tasker-worker is corrupt") && err.contains("rebuilding"), "{err}");
@@ -111,14 +102,10 @@ fn corrupted_archive_is_reported_dropped_and_rebuilt() {
 #[test]
 fn concurrent_runs_on_one_commit_build_once() {
     let world = World::new();
-    let repo = world.repo();
     let spawn = |out: &str| {
-        let out = world.out(out);
+        let args = world.core_args("main", out, BINARIES);
         world
-            .command(
-                &["core", "--repo", repo.to_str().unwrap(), "--sha", "main", "--out", out.to_str().unwrap(), "--json"],
-                &[],
-            )
+            .command(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -149,15 +136,7 @@ fn out_dir_is_replaced_whole_and_foreign_dirs_are_refused() {
     let foreign = world.out("foreign");
     std::fs::create_dir_all(&foreign).unwrap();
     std::fs::write(foreign.join("precious.txt"), b"keep me").unwrap();
-    let output = world.tbuild(&[
-        "core",
-        "--repo",
-        world.repo().to_str().unwrap(),
-        "--sha",
-        "main",
-        "--out",
-        foreign.to_str().unwrap(),
-    ]);
+    let output = world.run_core("main", "foreign", BINARIES);
     assert_eq!(output.status.code(), Some(8), "{}", stderr(&output));
     assert!(stderr(&output).contains("refusing to replace --out"), "{}", stderr(&output));
     assert_eq!(std::fs::read(foreign.join("precious.txt")).unwrap(), b"keep me");
@@ -173,18 +152,7 @@ fn out_dir_is_replaced_whole_and_foreign_dirs_are_refused() {
 fn targets_flag_builds_a_subset() {
     let world = World::new();
     let out = world.out("out");
-    let output = world.tbuild(&[
-        "core",
-        "--repo",
-        world.repo().to_str().unwrap(),
-        "--sha",
-        "main",
-        "--out",
-        out.to_str().unwrap(),
-        "--targets",
-        "tasker-ctl",
-        "--json",
-    ]);
+    let output = world.run_core("main", "out", "tasker-ctl");
     assert_ok(&output);
     let manifest: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(statuses(&manifest).keys().collect::<Vec<_>>(), ["tasker-ctl"]);

@@ -2,9 +2,17 @@
 
 use crate::support::*;
 
+/// `tbuild core` of the fixture's binaries with its recipe, or with the one in `extra`.
 fn core(world: &World, rev: &str, extra: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let (out, repo) = (world.out("out"), world.repo());
     let mut args = vec!["core", "--repo", repo.to_str().unwrap(), "--sha", rev, "--out", out.to_str().unwrap()];
+    let recipe = fixture_recipe();
+    if !extra.contains(&"--recipe") {
+        args.extend(["--recipe", recipe.to_str().unwrap()]);
+    }
+    if !extra.contains(&"--targets") {
+        args.extend(["--targets", BINARIES]);
+    }
     args.extend_from_slice(extra);
     world.tbuild_env(&args, env)
 }
@@ -54,9 +62,22 @@ fn offline_without_the_commit_mirrored_is_a_source_error() {
     assert_fails(&output, 3, &["--offline"]);
     // Once mirrored, offline works for a SHA, with the network (here: the repo path) gone.
     let sha = world.git(&["rev-parse", "base"]).trim().to_string();
-    assert_ok(&world.tbuild(&["key", "--repo", world.repo().to_str().unwrap(), "--sha", &sha]));
+    world.keys(&sha);
     std::fs::rename(world.repo(), world.dir.path().join("moved")).unwrap();
-    let output = world.tbuild(&["key", "--repo", world.repo().to_str().unwrap(), "--sha", &sha, "--offline"]);
+    let (recipe, repo) = (fixture_recipe(), world.repo());
+    let args = [
+        "key",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--sha",
+        &sha,
+        "--offline",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--targets",
+        BINARIES,
+    ];
+    let output = world.tbuild(&args);
     assert_ok(&output);
 }
 
@@ -83,11 +104,7 @@ fn failing_build_names_the_target_shows_its_log_and_stores_nothing_for_it() {
     std::fs::write(&main_rs, "fn main() { this is not rust }\n").unwrap();
     let sha = world.commit_all("break tasker-ctl");
     let output = core(&world, &sha, &[], &[]);
-    assert_fails(
-        &output,
-        6,
-        &["target tasker-ctl failed", "cargo build -p tasker-ctl", "last lines of", "error", ".log"],
-    );
+    assert_fails(&output, 6, &["target tasker-ctl failed", "--bin tasker-ctl", "last lines of", "error", ".log"]);
     let stored: Vec<String> =
         records(&world.cache()).iter().map(|r| r["target"].as_str().unwrap().to_string()).collect();
     assert!(!stored.contains(&"tasker-ctl".to_string()), "no entry for the failed target: {stored:?}");
@@ -109,11 +126,12 @@ fn malformed_recipe_and_unknown_layout_are_recipe_errors() {
 
     std::fs::write(world.repo().join("tbuild.toml"), "this is = not [toml").unwrap();
     let sha = world.commit_all("broken tbuild.toml");
-    assert_fails(&core(&world, &sha, &[], &[]), 4, &["malformed recipe tbuild.toml in the repository"]);
+    let in_tree = |rev: &str| world.tbuild(&["core", "--repo", world.repo().to_str().unwrap(), "--sha", rev]);
+    assert_fails(&in_tree(&sha), 4, &["malformed recipe tbuild.toml in the repository"]);
 
     world.git(&["rm", "-q", "-r", "crates", "tbuild.toml"]);
     let sha = world.commit_all("not tasker-core any more");
-    assert_fails(&core(&world, &sha, &[], &[]), 4, &["no built-in recipe matches", "tbuild.toml"]);
+    assert_fails(&in_tree(&sha), 4, &["no built-in recipe matches", "tbuild.toml"]);
 
     assert_fails(&core(&world, "base", &["--targets", "nope"], &[]), 4, &["no target named \"nope\"", "tasker-ctl"]);
     assert!(records(&world.cache()).is_empty());

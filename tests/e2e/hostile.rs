@@ -70,18 +70,7 @@ fn hostile_cache_entries_are_refused_and_rebuilt() {
         std::fs::write(&action, serde_json::to_vec(&record).unwrap()).unwrap();
 
         let out = world.out(&format!("out-{name}"));
-        let output = world.tbuild(&[
-            "core",
-            "--repo",
-            world.repo().to_str().unwrap(),
-            "--sha",
-            "main",
-            "--out",
-            out.to_str().unwrap(),
-            "--targets",
-            "tasker-ctl",
-            "--json",
-        ]);
+        let output = world.run_core("main", &format!("out-{name}"), "tasker-ctl");
         assert_ok(&output);
         let err = stderr(&output);
         assert!(

@@ -6,6 +6,14 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// The fixture's recipe (all four kinds); see `tests/fixture-recipe.toml`.
+pub fn fixture_recipe() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixture-recipe.toml")
+}
+
+/// The binaries: the engine tests build only these (the language targets take longer).
+pub const BINARIES: &str = "tasker-server,tasker-worker,tasker-ctl";
+
 /// A fixture repository and a cache dir of one test's own.
 pub struct World {
     pub dir: tempfile::TempDir,
@@ -59,19 +67,15 @@ impl World {
         cmd
     }
 
-    /// `tbuild core --repo <fixture> --sha REV --out DIR`, asserting success; the manifest.
+    /// `tbuild core` of the fixture's binaries at REV into DIR, asserting success; the manifest.
     pub fn core(&self, rev: &str, out: &str) -> Value {
+        self.core_targets(rev, out, BINARIES)
+    }
+
+    /// `tbuild core` of TARGETS (comma-separated) at REV into DIR, asserting success.
+    pub fn core_targets(&self, rev: &str, out: &str, targets: &str) -> Value {
         let out_dir = self.out(out);
-        let output = self.tbuild(&[
-            "core",
-            "--repo",
-            self.repo().to_str().unwrap(),
-            "--sha",
-            rev,
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--json",
-        ]);
+        let output = self.run_core(rev, out, targets);
         assert_ok(&output);
         let manifest: Value = serde_json::from_slice(&output.stdout).unwrap();
         let on_disk: Value = serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
@@ -79,9 +83,43 @@ impl World {
         manifest
     }
 
-    /// target -> key, from `tbuild key --sha REV --json`.
+    /// `tbuild core` of TARGETS, whatever its outcome.
+    pub fn run_core(&self, rev: &str, out: &str, targets: &str) -> Output {
+        self.tbuild(&self.core_args(rev, out, targets).iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The arguments of `tbuild core` on the fixture with its recipe, `--json`.
+    pub fn core_args(&self, rev: &str, out: &str, targets: &str) -> Vec<String> {
+        let out_dir = self.out(out);
+        let recipe = fixture_recipe();
+        ["core", "--repo", self.repo().to_str().unwrap(), "--sha", rev, "--out", out_dir.to_str().unwrap()]
+            .into_iter()
+            .chain(["--recipe", recipe.to_str().unwrap(), "--targets", targets, "--json"])
+            .map(String::from)
+            .collect()
+    }
+
+    /// target -> key of the binaries, from `tbuild key --sha REV --json`.
     pub fn keys(&self, rev: &str) -> BTreeMap<String, String> {
-        let output = self.tbuild(&["key", "--repo", self.repo().to_str().unwrap(), "--sha", rev, "--json"]);
+        self.keys_of(rev, BINARIES)
+    }
+
+    pub fn keys_of(&self, rev: &str, targets: &str) -> BTreeMap<String, String> {
+        let recipe = fixture_recipe();
+        let repo = self.repo();
+        let args = [
+            "key",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--sha",
+            rev,
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--targets",
+            targets,
+            "--json",
+        ];
+        let output = self.tbuild(&args);
         assert_ok(&output);
         parse_keys(&output.stdout)
     }

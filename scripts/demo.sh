@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets a fresh machine up and runs tbuild's main job once, then again to show the cache hit:
+#   scripts/demo.sh            on a fixture repository shaped like tasker-core (generated here)
+#   DEMO_REPO=URL scripts/demo.sh   on a real repository (e.g. the public tasker-core)
+# Artifacts land in ./tbuild-out; the cache in $TBUILD_CACHE_DIR (default ~/.cache/tbuild).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scripts/install-toolchains.sh
+cargo build --release --locked --quiet
+repo=${DEMO_REPO:-}
+if [[ -z $repo ]]; then
+  repo=$root/target/demo-fixture
+  if [[ ! -d $repo/.git ]]; then
+    rm -rf "$repo"
+    scripts/make-fixture.sh "$repo" >/dev/null
+  fi
+fi
+tbuild=$root/target/release/tbuild
+echo "== first run: builds what the cache lacks" >&2
+"$tbuild" core --repo "$repo" --sha "${DEMO_SHA:-main}" --out tbuild-out
+echo "== second run: every target restored from the cache" >&2
+"$tbuild" core --repo "$repo" --sha "${DEMO_SHA:-main}" --out tbuild-out
+ls -lR tbuild-out

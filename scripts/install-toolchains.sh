@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what tbuild's tests and demo need on a Debian machine, idempotently:
+#   - C libraries for the build (OpenSSL for git2's https transport), zstd and git for tests;
+#   - Ruby + rake (the rake target kind), from Debian;
+#   - maturin (the maturin kind), from PyPI;
+#   - bun (the bun kind), from the npm registry.
+# Each tool is checked to actually run afterwards. Safe to run again: present tools are kept.
+set -euo pipefail
+
+log() { echo "install-toolchains: $*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+SUDO=""
+if [[ $(id -u) -ne 0 ]] && have sudo; then SUDO="sudo"; fi
+
+apt_packages=()
+dpkg -s libssl-dev >/dev/null 2>&1 || apt_packages+=(libssl-dev)
+dpkg -s pkg-config >/dev/null 2>&1 || apt_packages+=(pkg-config)
+have zstd || apt_packages+=(zstd)
+have git || apt_packages+=(git)
+have ruby || apt_packages+=(ruby)
+dpkg -s ruby-dev >/dev/null 2>&1 || apt_packages+=(ruby-dev)
+have rake || apt_packages+=(rake)
+if [[ ${#apt_packages[@]} -gt 0 ]]; then
+  log "apt-get install ${apt_packages[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+if ! have maturin; then
+  log "pip install maturin"
+  python3 -m pip install --quiet 'maturin>=1.9,<2'
+  hash -r
+fi
+if ! have bun; then
+  log "npm install -g bun"
+  npm install -g --silent 'bun@1'
+  hash -r
+fi
+
+# A tool that installed but does not run is as good as missing: fail here, not mid-test.
+for check in "ruby -v" "rake --version" "maturin -V" "bun --version" "cargo -V" "zstd -V"; do
+  if ! out=$($check 2>&1); then
+    log "\`$check\` does not run after install: $out"
+    exit 1
+  fi
+  log "ok: $(head -n1 <<<"$out")"
+done
