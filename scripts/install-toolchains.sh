@@ -3,7 +3,8 @@
 #   - C libraries for the build (OpenSSL for git2's https transport), zstd and git for tests;
 #   - Ruby + rake (the rake target kind), from Debian;
 #   - maturin (the maturin kind), from PyPI;
-#   - bun (the bun kind), from the npm registry.
+#   - bun (the bun kind), from the npm registry;
+#   - clang, mold and protoc, which the built-in tasker-core recipe requires.
 # Each tool is checked to actually run afterwards. Safe to run again: present tools are kept.
 set -euo pipefail
 
@@ -20,6 +21,12 @@ have git || apt_packages+=(git)
 have ruby || apt_packages+=(ruby)
 dpkg -s ruby-dev >/dev/null 2>&1 || apt_packages+=(ruby-dev)
 have rake || apt_packages+=(rake)
+# What the built-in tasker-core recipe checks for: its .cargo/config.toml links with clang +
+# mold, and tasker-shared compiles protobufs.
+have clang || apt_packages+=(clang)
+have mold || apt_packages+=(mold)
+have protoc || apt_packages+=(protobuf-compiler)
+dpkg -s libprotobuf-dev >/dev/null 2>&1 || apt_packages+=(libprotobuf-dev)
 if [[ ${#apt_packages[@]} -gt 0 ]]; then
   log "apt-get install ${apt_packages[*]}"
   $SUDO apt-get update -qq
@@ -38,7 +45,7 @@ if ! have bun; then
 fi
 
 # A tool that installed but does not run is as good as missing: fail here, not mid-test.
-for check in "ruby -v" "rake --version" "maturin -V" "bun --version" "cargo -V" "zstd -V"; do
+for check in "ruby -v" "rake --version" "maturin -V" "bun --version" "cargo -V" "zstd -V" "clang --version" "mold --version" "protoc --version"; do
   if ! out=$($check 2>&1); then
     log "\`$check\` does not run after install: $out"
     exit 1

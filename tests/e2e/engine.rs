@@ -158,3 +158,27 @@ fn targets_flag_builds_a_subset() {
     assert_eq!(statuses(&manifest).keys().collect::<Vec<_>>(), ["tasker-ctl"]);
     assert_eq!(snapshot(&out).keys().collect::<Vec<_>>(), ["tasker-core-binaries/tasker-ctl"]);
 }
+
+#[test]
+fn the_builtin_recipe_builds_the_fixture_binaries() {
+    let world = World::new();
+    let out = world.out("out");
+    let repo = world.repo();
+    let args = [
+        "core",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--sha",
+        "main",
+        "--out",
+        out.to_str().unwrap(),
+        "--targets",
+        "tasker-ctl",
+        "--json",
+    ];
+    let output = world.tbuild(&args);
+    assert_ok(&output);
+    let manifest: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(manifest["recipe"], "the built-in tasker-core recipe (crates/ layout)");
+    assert_eq!(run_binary(&out.join("tasker-core-binaries/tasker-ctl")), "tasker-ctl ctl-2 shared-2");
+}

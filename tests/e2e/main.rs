@@ -7,3 +7,4 @@ mod engine;
 mod errors;
 mod hostile;
 mod keys;
+mod languages;
