@@ -98,35 +98,39 @@ impl Reporter {
         }
     }
 
-    /// A progress callback for a git fetch.
+    /// A progress callback for a git fetch; the mirror calls it once with zeros when a fetch
+    /// starts, so nothing is printed when no fetch is needed.
     pub fn fetch_progress(&self, url: &str) -> impl FnMut(FetchProgress) + '_ {
-        let bar = self.bars.as_ref().map(|(multi, _)| {
-            let bar = multi.add(ProgressBar::new(0));
-            bar.set_style(
-                ProgressStyle::with_template("fetch {msg} [{bar:30}] {pos}/{len} objects {binary_bytes}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_message(url.to_string());
-            bar
-        });
-        let mut last_percent = None;
-        if bar.is_none() {
-            self.info(&format!("fetching {url}"));
-        }
-        move |p: FetchProgress| match &bar {
-            Some(bar) => {
+        let url = url.to_string();
+        let mut bar: Option<ProgressBar> = None;
+        let mut last_quarter = None;
+        move |p: FetchProgress| match &self.bars {
+            Some((multi, _)) => {
+                let bar = bar.get_or_insert_with(|| {
+                    let bar = multi.add(ProgressBar::new(0));
+                    bar.set_style(
+                        ProgressStyle::with_template("fetch {msg} [{bar:30}] {pos}/{len} objects {binary_bytes}")
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                    );
+                    bar.set_message(url.clone());
+                    bar
+                });
                 bar.set_length(p.total_objects as u64);
                 bar.set_position(p.received_objects as u64);
-                if p.received_objects == p.total_objects {
+                if p.total_objects > 0 && p.received_objects == p.total_objects {
                     bar.finish_and_clear();
                 }
             }
             None => {
-                // Plain mode: a line per 25% so CI logs show progress without flooding.
-                let percent = (p.received_objects * 4).checked_div(p.total_objects).unwrap_or(0);
-                if last_percent != Some(percent) && p.total_objects > 0 {
-                    last_percent = Some(percent);
+                if last_quarter.is_none() {
+                    self.info(&format!("fetching {url}"));
+                    last_quarter = Some(usize::MAX);
+                }
+                // Plain mode: a line per quarter so CI logs show progress without flooding.
+                let quarter = (p.received_objects * 4).checked_div(p.total_objects).unwrap_or(0);
+                if p.total_objects > 0 && last_quarter != Some(quarter) {
+                    last_quarter = Some(quarter);
                     self.info(&format!(
                         "fetch: {}/{} objects, {} KiB",
                         p.received_objects,

@@ -33,7 +33,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     let (recipe, recipe_source, graph) =
         recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
     let recipe = recipe.select(&args.targets)?;
-    reporter.info(&format!("{sha}: {} targets, recipe: {recipe_source}", recipe.targets.len()));
+    reporter.info(&format!("{sha}: {}, recipe: {recipe_source}", plural(recipe.targets.len(), "target")));
     let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
     memo.save()?;
     let key_ms = key_started.elapsed().as_millis() as u64;
@@ -128,8 +128,8 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     let hits = manifest.targets.values().filter(|t| t.status == Status::Hit).count();
     let built = manifest.targets.values().filter(|t| t.status == Status::Built).count();
     reporter.info(&format!(
-        "{} targets: {hits} restored, {built} built, {} failed in {}; artifacts in {}",
-        manifest.targets.len(),
+        "{}: {hits} restored, {built} built, {} failed in {}; artifacts in {}",
+        plural(manifest.targets.len(), "target"),
         failures.len(),
         human_duration(started.elapsed()),
         args.out.display()
@@ -199,7 +199,12 @@ fn restore(
 }
 
 fn restored_message(record: &ActionRecord) -> String {
-    format!("restored ({}, {} files)", human_bytes(record.artifact_size), record.files.len())
+    format!("restored ({}, {})", human_bytes(record.artifact_size), plural(record.files.len(), "file"))
+}
+
+/// `1 target`, `3 targets`.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 type Built = Result<(ActionRecord, Duration, Duration), Error>;
@@ -228,7 +233,11 @@ fn build_all(
                 reporter.phase(&p.target.name, Phase::Build);
                 let log = cache.log_path(&p.target.name, &p.key);
                 let result: Built = async {
-                    let env = expand_env(&p.target.env, offline)?;
+                    let mut env = expand_env(&p.target.env, offline)?;
+                    if offline {
+                        // --offline means no network at all, cargo's downloads included.
+                        env.insert("CARGO_NET_OFFLINE".into(), "true".into());
+                    }
                     let built = build_target(&p.target, &env, &dirs, &log).await?;
                     reporter.phase(&p.target.name, Phase::Pack);
                     let pack_started = Instant::now();

@@ -111,6 +111,7 @@ impl Mirror {
     }
 
     fn fetch(&self, progress: &mut dyn FnMut(FetchProgress)) -> Result<(), SourceError> {
+        progress(FetchProgress { received_objects: 0, total_objects: 0, received_bytes: 0 });
         let mut callbacks = RemoteCallbacks::new();
         callbacks.transfer_progress(|stats| {
             progress(FetchProgress {
