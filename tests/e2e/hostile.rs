@@ -1,61 +1,51 @@
 //! A cache entry whose archive is hostile (planted in a shared or restored cache dir) is
 //! refused, nothing is written outside the destination, and the target is rebuilt.
 
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::Command;
+
 use crate::support::*;
 
-enum Raw<'a> {
-    File(&'a str, &'a [u8]),
-    Symlink(&'a str, &'a str),
-    HardLink(&'a str, &'a str),
-}
-
-fn craft(entries: &[Raw]) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for entry in entries {
-        let mut header = tar::Header::new_old();
-        let (name, kind, link, data): (&str, tar::EntryType, Option<&str>, &[u8]) = match entry {
-            Raw::File(n, d) => (n, tar::EntryType::Regular, None, d),
-            Raw::Symlink(n, t) => (n, tar::EntryType::Symlink, Some(t), b""),
-            Raw::HardLink(n, t) => (n, tar::EntryType::Link, Some(t), b""),
-        };
-        let old = header.as_old_mut();
-        old.name[..name.len()].copy_from_slice(name.as_bytes());
-        if let Some(link) = link {
-            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+/// A hostile archive made with stock GNU tar, the way an attacker would: `-P` keeps `..` and
+/// absolute names, `--transform` renames the payload, links are archived as links.
+fn craft(scratch: &Path, case: &str) -> Vec<u8> {
+    let dir = scratch.join(case);
+    std::fs::create_dir_all(dir.join("tasker-core-binaries")).unwrap();
+    std::fs::write(dir.join("payload"), b"evil").unwrap();
+    let (transform, members): (Option<&str>, &[&str]) = match case {
+        "parent_dir" => (Some("s,^payload,../../escaped,"), &["payload"]),
+        "absolute" => (Some("s,^payload,/tmp/tbuild-e2e-absolute-escape,"), &["payload"]),
+        "escaping_symlink" => {
+            symlink("../../../escaped", dir.join("tasker-core-binaries/tasker-ctl")).unwrap();
+            (None, &["tasker-core-binaries/tasker-ctl"])
         }
-        header.set_entry_type(kind);
-        header.set_mode(0o755);
-        header.set_size(data.len() as u64);
-        header.set_cksum();
-        bytes.extend_from_slice(header.as_bytes());
-        bytes.extend_from_slice(data);
-        bytes.extend(std::iter::repeat_n(0u8, (512 - data.len() % 512) % 512));
+        "hard_link" => {
+            std::fs::hard_link(dir.join("payload"), dir.join("tasker-core-binaries/tasker-ctl")).unwrap();
+            (None, &["payload", "tasker-core-binaries/tasker-ctl"])
+        }
+        other => panic!("no case {other}"),
+    };
+    let archive = scratch.join(format!("{case}.tar.zst"));
+    let mut tar = Command::new("tar");
+    tar.arg("--zstd").arg("-P").arg("-cf").arg(&archive).arg("-C").arg(&dir);
+    if let Some(transform) = transform {
+        tar.arg(format!("--transform={transform}"));
     }
-    bytes.extend(std::iter::repeat_n(0u8, 1024));
-    zstd::encode_all(&bytes[..], 3).unwrap()
+    assert!(tar.args(members).status().unwrap().success(), "tar failed for {case}");
+    std::fs::read(archive).unwrap()
 }
 
 #[test]
 fn hostile_cache_entries_are_refused_and_rebuilt() {
     let world = World::new();
     let escape_target = world.dir.path().join("escaped");
-    let cases: Vec<(&str, Vec<Raw>)> = vec![
-        ("parent_dir", vec![Raw::File("../../escaped", b"evil")]),
-        ("absolute", vec![Raw::File("/tmp/tbuild-e2e-absolute-escape", b"evil")]),
-        ("escaping_symlink", vec![Raw::Symlink("tasker-core-binaries/tasker-ctl", "../../../escaped")]),
-        (
-            "hard_link",
-            vec![
-                Raw::File("tasker-core-binaries/a", b"a"),
-                Raw::HardLink("tasker-core-binaries/tasker-ctl", "/etc/passwd"),
-            ],
-        ),
-    ];
+    let scratch = world.dir.path().join("crafted");
     let keys = world.keys("main");
     let key = &keys["tasker-ctl"];
-    for (name, entries) in cases {
+    for name in ["parent_dir", "absolute", "escaping_symlink", "hard_link"] {
         // Plant a consistent entry (digest and record agree) whose archive is hostile.
-        let archive = craft(&entries);
+        let archive = craft(&scratch, name);
         let digest = blake3::hash(&archive).to_hex().to_string();
         let blob = world.cache().join(format!("v1/blobs/{}/{digest}.tar.zst", &digest[..2]));
         std::fs::create_dir_all(blob.parent().unwrap()).unwrap();

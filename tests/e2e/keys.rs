@@ -42,18 +42,7 @@ fn a_commit_and_a_checkout_of_it_have_the_same_keys() {
         std::fs::create_dir_all(checkout.join("target/debug")).unwrap();
         std::fs::write(checkout.join("target/debug/tasker-ctl"), b"binary").unwrap();
         std::fs::write(checkout.join("crates/tasker-ctl/stale.so"), b"ignored by .gitignore").unwrap();
-        let output = world.tbuild(&[
-            "key",
-            "--path",
-            checkout.to_str().unwrap(),
-            "--recipe",
-            fixture_recipe().to_str().unwrap(),
-            "--targets",
-            BINARIES,
-            "--json",
-        ]);
-        assert_ok(&output);
-        assert_eq!(parse_keys(&output.stdout), world.keys(tag), "{tag}");
+        assert_eq!(world.keys_of_dir(&checkout), world.keys(tag), "{tag}");
     }
 }
 
@@ -62,20 +51,7 @@ fn an_edit_on_disk_changes_the_key_of_its_closure_only() {
     let world = World::new();
     let checkout = world.dir.path().join("checkout");
     git_in(world.dir.path(), &["clone", "-q", world.repo().to_str().unwrap(), checkout.to_str().unwrap()]);
-    let key_of = || {
-        let output = world.tbuild(&[
-            "key",
-            "--path",
-            checkout.to_str().unwrap(),
-            "--recipe",
-            fixture_recipe().to_str().unwrap(),
-            "--targets",
-            BINARIES,
-            "--json",
-        ]);
-        assert_ok(&output);
-        parse_keys(&output.stdout)
-    };
+    let key_of = || world.keys_of_dir(&checkout);
     let before = key_of();
     let main_rs = checkout.join("crates/tasker-ctl/src/main.rs");
     let text = std::fs::read_to_string(&main_rs).unwrap();

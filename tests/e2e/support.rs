@@ -124,6 +124,24 @@ impl World {
         parse_keys(&output.stdout)
     }
 
+    /// target -> key of the binaries of a checkout on disk, from `tbuild key --path DIR --json`.
+    pub fn keys_of_dir(&self, dir: &Path) -> BTreeMap<String, String> {
+        let recipe = fixture_recipe();
+        let args = [
+            "key",
+            "--path",
+            dir.to_str().unwrap(),
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--targets",
+            BINARIES,
+            "--json",
+        ];
+        let output = self.tbuild(&args);
+        assert_ok(&output);
+        parse_keys(&output.stdout)
+    }
+
     /// `git ARGS` in the fixture repository.
     pub fn git(&self, args: &[&str]) -> String {
         git_in(&self.repo(), args)
