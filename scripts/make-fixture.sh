@@ -16,6 +16,25 @@
 #   python-only    crates/tasker-py/src/lib.rs          (py-1 -> py-2)
 #   proto-change   proto/tasker.proto
 #
+# Era branches, for layout detection: each is one commit on base (tagged with the
+# branch's name) whose tree is an older layout of tasker-core instead of crates/ (base's
+# crates/, Cargo.lock, docs/ and .cargo/ removed; README.md, .gitignore, proto/ and
+# migrations/ kept). Every member is a one-line stub; no external dependencies, no
+# Cargo.lock.
+#   era-workers-napi    core crates at the root (tasker-shared, tasker-pgmq,
+#                       tasker-client, tasker-worker, tasker-orchestration), root
+#                       tasker-ctl/, workers/{ruby,python,typescript,rust} with FFI
+#                       crates tasker-{rb,py,ts}; package.json has a "napi" key
+#   era-workers-koffi   as era-workers-napi, but the TypeScript worker uses koffi
+#   era-workers-cli     as era-workers-koffi, but root tasker-cli/ instead of
+#                       tasker-ctl/ and FFI crates tasker-worker-{rb,py,ts}
+#   era-workers-early   pgmq-notify/, the tasker-cli bin inside tasker-client,
+#                       only workers/ruby (tasker-worker-rb) and workers/rust
+#   era-workers-python  as era-workers-early plus workers/python (tasker-worker-py)
+#   era-unknown         a single-crate repository (tasker-core-rs): Cargo.toml,
+#                       src/lib.rs and README.md only
+# The work tree is left on main.
+#
 # Commits are deterministic: fixed identities and dates, no signing, no hooks, no
 # user or system git config, so every run produces the same commit SHAs.
 set -euo pipefail
@@ -975,5 +994,282 @@ message TaskResult {
 }
 EOF
 commit proto-change "proto: add TaskResult"
+
+# ---------------------------------------------------------------------------
+# era branches (side branches on base; main is untouched)
+# ---------------------------------------------------------------------------
+
+# era_package DIR NAME: writes DIR/Cargo.toml for package NAME, inheriting version,
+# edition and publish from the workspace, followed by stdin (extra sections).
+era_package() {
+  local dir=$1 name=$2
+  {
+    printf '[package]\nname = "%s"\nversion.workspace = true\nedition.workspace = true\npublish.workspace = true\n' "$name"
+    cat
+  } | w "$dir/Cargo.toml"
+}
+
+# era_lib DIR NAME / era_main DIR: one-line src/lib.rs / src/main.rs.
+era_lib() {
+  printf '//! %s (fixture stub).\n' "$2" | w "$1/src/lib.rs"
+}
+era_main() {
+  printf 'fn main() {}\n' | w "$1/src/main.rs"
+}
+
+# era_start BRANCH: a new branch on base with base's workspace removed.
+era_start() {
+  g checkout -q -b "$1" base
+  g rm -r -q -- crates Cargo.lock docs .cargo
+}
+
+# workers_era BRANCH MESSAGE PGMQ CLI RB_PACKAGE RB_LIB PY_PACKAGE TS_PACKAGE TS_LIB TS_FFI
+#   PGMQ        tasker-pgmq | pgmq-notify
+#   CLI         tasker-ctl | tasker-cli (root crates) | client (bin tasker-cli in tasker-client)
+#   PY_PACKAGE  empty: no workers/python
+#   TS_PACKAGE  empty: no workers/typescript; TS_FFI is napi | koffi
+workers_era() {
+  local branch=$1 msg=$2 pgmq=$3 cli=$4 rb_package=$5 rb_lib=$6 py_package=$7 \
+    ts_package=$8 ts_lib=$9 ts_ffi=${10} members m core_deps
+  era_start "$branch"
+
+  members=(tasker-shared "$pgmq" tasker-client tasker-worker tasker-orchestration)
+  [[ $cli == client ]] || members+=("$cli")
+  members+=(workers/ruby/ext/tasker_core)
+  [[ -z $py_package ]] || members+=(workers/python)
+  [[ -z $ts_package ]] || members+=(workers/typescript)
+  members+=(workers/rust)
+  {
+    printf '[workspace]\nresolver = "2"\nmembers = [\n'
+    for m in "${members[@]}"; do printf '    "%s",\n' "$m"; done
+    printf ']\n\n[workspace.package]\nversion = "0.1.0"\nedition = "2021"\npublish = false\n'
+  } | w Cargo.toml
+
+  # --- core crates at the root ---
+  era_package tasker-shared tasker-shared </dev/null
+  era_lib tasker-shared tasker-shared
+
+  era_package "$pgmq" "$pgmq" </dev/null
+  era_lib "$pgmq" "$pgmq"
+
+  core_deps=$(printf 'tasker-shared = { path = "../tasker-shared" }\n%s = { path = "../%s" }\n' "$pgmq" "$pgmq")
+  if [[ $cli == client ]]; then
+    era_package tasker-client tasker-client <<EOF
+
+[dependencies]
+$core_deps
+
+[[bin]]
+name = "tasker-cli"
+path = "src/bin/tasker-cli.rs"
+EOF
+    printf 'fn main() {}\n' | w tasker-client/src/bin/tasker-cli.rs
+  else
+    era_package tasker-client tasker-client <<EOF
+
+[dependencies]
+$core_deps
+EOF
+  fi
+  era_lib tasker-client tasker-client
+
+  era_package tasker-worker tasker-worker <<EOF
+
+[features]
+test-services = []
+
+[dependencies]
+tasker-client = { path = "../tasker-client" }
+$core_deps
+EOF
+  era_lib tasker-worker tasker-worker
+  era_main tasker-worker
+
+  era_package tasker-orchestration tasker-orchestration <<EOF
+
+[features]
+test-services = []
+
+[dependencies]
+$core_deps
+
+[[bin]]
+name = "tasker-server"
+path = "src/main.rs"
+EOF
+  era_lib tasker-orchestration tasker-orchestration
+  era_main tasker-orchestration
+
+  if [[ $cli != client ]]; then
+    era_package "$cli" "$cli" <<EOF
+
+[dependencies]
+tasker-client = { path = "../tasker-client" }
+$core_deps
+EOF
+    era_main "$cli"
+  fi
+
+  # --- workers/ruby: gem with the extension crate under ext/ ---
+  w workers/ruby/Rakefile <<EOF
+# Builds the native extension (fixture stub).
+task :compile do
+  sh "cargo", "build", "-p", "$rb_package"
+end
+
+task default: :compile
+EOF
+  w "workers/ruby/$rb_package.gemspec" <<EOF
+Gem::Specification.new do |spec|
+  spec.name = "$rb_package"
+  spec.version = "0.1.0"
+  spec.summary = "Ruby worker for tasker"
+  spec.authors = ["Fixture Author"]
+  spec.license = "MIT"
+  spec.files = Dir["lib/**/*.rb"]
+  spec.require_paths = ["lib"]
+end
+EOF
+  w workers/ruby/lib/tasker_core.rb <<EOF
+# frozen_string_literal: true
+
+require_relative "tasker_core/$rb_lib"
+EOF
+  era_package workers/ruby/ext/tasker_core "$rb_package" <<EOF
+
+[lib]
+name = "$rb_lib"
+crate-type = ["cdylib"]
+
+[dependencies]
+tasker-worker = { path = "../../../../tasker-worker" }
+EOF
+  era_lib workers/ruby/ext/tasker_core "$rb_package"
+
+  # --- workers/python: maturin project ---
+  if [[ -n $py_package ]]; then
+    w workers/python/pyproject.toml <<EOF
+[build-system]
+requires = ["maturin>=1.0,<2.0"]
+build-backend = "maturin"
+
+[project]
+name = "$py_package"
+requires-python = ">=3.8"
+dynamic = ["version"]
+
+[tool.maturin]
+module-name = "${py_package//-/_}"
+EOF
+    era_package workers/python "$py_package" <<EOF
+
+[lib]
+name = "${py_package//-/_}"
+crate-type = ["cdylib"]
+
+[dependencies]
+tasker-worker = { path = "../../tasker-worker" }
+EOF
+    era_lib workers/python "$py_package"
+  fi
+
+  # --- workers/typescript: napi-rs addon or a cdylib loaded through koffi ---
+  if [[ -n $ts_package ]]; then
+    case $ts_ffi in
+      napi)
+        w workers/typescript/package.json <<EOF
+{
+  "name": "@tasker-systems/tasker",
+  "version": "0.1.0",
+  "private": true,
+  "type": "module",
+  "main": "dist/index.js",
+  "napi": {
+    "binaryName": "$ts_lib"
+  },
+  "scripts": {
+    "build:napi": "napi build --platform",
+    "build": "tsup"
+  },
+  "devDependencies": {
+    "@napi-rs/cli": "^3.0.0",
+    "tsup": "^8.0.0"
+  }
+}
+EOF
+        ;;
+      koffi)
+        w workers/typescript/package.json <<EOF
+{
+  "name": "@tasker-systems/tasker",
+  "version": "0.1.0",
+  "private": true,
+  "type": "module",
+  "main": "dist/index.js",
+  "scripts": {
+    "build": "tsup"
+  },
+  "dependencies": {
+    "koffi": "^2.9.0"
+  },
+  "devDependencies": {
+    "tsup": "^8.0.0"
+  }
+}
+EOF
+        ;;
+      *) die "internal: unknown TypeScript FFI '$ts_ffi'" ;;
+    esac
+    era_package workers/typescript "$ts_package" <<EOF
+
+[lib]
+name = "$ts_lib"
+crate-type = ["cdylib"]
+
+[dependencies]
+tasker-worker = { path = "../../tasker-worker" }
+EOF
+    era_lib workers/typescript "$ts_package"
+  fi
+
+  # --- workers/rust: the native Rust worker ---
+  era_package workers/rust tasker-worker-rust <<'EOF'
+
+[dependencies]
+tasker-worker = { path = "../../tasker-worker" }
+
+[[bin]]
+name = "rust-worker"
+path = "src/main.rs"
+EOF
+  era_main workers/rust
+
+  commit "$branch" "$msg"
+}
+
+workers_era era-workers-napi "era: workers/ layout, napi-rs TypeScript, tasker-ctl" \
+  tasker-pgmq tasker-ctl tasker-rb tasker_rb tasker-py tasker-ts tasker_ts napi
+workers_era era-workers-koffi "era: workers/ layout, koffi TypeScript, tasker-ctl" \
+  tasker-pgmq tasker-ctl tasker-rb tasker_rb tasker-py tasker-ts tasker_ts koffi
+workers_era era-workers-cli "era: workers/ layout, tasker-cli, tasker-worker-* FFI crates" \
+  tasker-pgmq tasker-cli tasker-worker-rb tasker_worker_rb tasker-worker-py tasker-worker-ts tasker_worker koffi
+workers_era era-workers-early "era: workers/ layout, Ruby and Rust workers only" \
+  pgmq-notify client tasker-worker-rb tasker_worker_rb "" "" "" ""
+workers_era era-workers-python "era: workers/ layout, Ruby, Python and Rust workers" \
+  pgmq-notify client tasker-worker-rb tasker_worker_rb tasker-worker-py "" "" ""
+
+era_start era-unknown
+g rm -r -q -- proto migrations .gitignore
+w Cargo.toml <<'EOF'
+[package]
+name = "tasker-core-rs"
+version = "0.1.0"
+edition = "2021"
+publish = false
+EOF
+era_lib . tasker-core-rs
+commit era-unknown "era: a single-crate repository"
+
+g checkout -q main
 
 echo "make-fixture: created $(pwd) at $(g rev-parse --short HEAD) (main)"

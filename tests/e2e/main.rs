@@ -8,3 +8,4 @@ mod errors;
 mod hostile;
 mod keys;
 mod languages;
+mod recipes;
