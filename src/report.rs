@@ -14,6 +14,7 @@ use crate::source::FetchProgress;
 /// What a target is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    Hash,
     Restore,
     Queued,
     Waiting,
@@ -60,6 +61,7 @@ impl Reporter {
     /// Moves `target` to a new phase. Plain mode prints only the phases that take time.
     pub fn phase(&self, target: &str, phase: Phase) {
         let phase = match phase {
+            Phase::Hash => "hash",
             Phase::Restore => "restore",
             Phase::Queued => "queued",
             Phase::Waiting => "waiting for another tbuild building it",
@@ -81,7 +83,9 @@ impl Reporter {
                 });
                 bar.set_message(phase.to_string());
             }
-            None if !self.quiet && !matches!(phase, "restore" | "queued") => eprintln!("tbuild: {target}: {phase}"),
+            None if !self.quiet && !matches!(phase, "hash" | "restore" | "queued") => {
+                eprintln!("tbuild: {target}: {phase}")
+            }
             None => {}
         }
     }

@@ -38,7 +38,9 @@ impl LocalCache {
         if !tag.exists() {
             write_atomic(&versioned.join("tmp"), &tag, CACHEDIR_TAG.as_bytes())?;
         }
-        Ok(LocalCache { root: root.to_path_buf(), versioned })
+        let cache = LocalCache { root: root.to_path_buf(), versioned };
+        cache.remove_stale_temp_files();
+        Ok(cache)
     }
 
     pub fn root(&self) -> &Path {
@@ -98,6 +100,20 @@ impl LocalCache {
     pub fn put_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec_pretty(value).expect("memo values serialise");
         write_atomic(&self.tmp_dir(), path, &bytes)
+    }
+
+    /// Temp files a crashed or killed run left behind. A day old is far older than any write
+    /// in progress, so removing them cannot race a live writer.
+    fn remove_stale_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(self.tmp_dir()) else { return };
+        let day = std::time::Duration::from_secs(24 * 3600);
+        for entry in entries.flatten() {
+            let stale =
+                entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > day));
+            if stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn drop_entry(&self, key: &str, blob: Option<&Path>) {

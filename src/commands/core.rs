@@ -34,6 +34,9 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
     let recipe = recipe.select(&args.targets)?;
     reporter.info(&format!("{sha}: {}, recipe: {recipe_source}", plural(recipe.targets.len(), "target")));
+    for target in &recipe.targets {
+        reporter.phase(&target.name, Phase::Hash);
+    }
     let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
     memo.save()?;
     let key_ms = key_started.elapsed().as_millis() as u64;

@@ -87,7 +87,15 @@ impl Mirror {
                 }
             };
         }
-        self.fetch(progress)?;
+        self.fetch(progress, &REFSPECS)?;
+        if let Some(oid) = self.lookup(rev)? {
+            return Ok(oid);
+        }
+        // A commit on no branch or tag (a PR head, an old merge): servers such as GitHub
+        // serve a full SHA on request. A refusal only means it is unknown there.
+        if rev.len() == 40 && is_hex {
+            let _ = self.fetch(progress, &[format!("+{rev}:refs/tbuild/{rev}").as_str()]);
+        }
         match self.lookup(rev)? {
             Some(oid) => Ok(oid),
             None => Err(self.unknown(rev, " (fetched just now): check the SHA, branch or tag")),
@@ -110,7 +118,7 @@ impl Mirror {
         }
     }
 
-    fn fetch(&self, progress: &mut dyn FnMut(FetchProgress)) -> Result<(), SourceError> {
+    fn fetch(&self, progress: &mut dyn FnMut(FetchProgress), refspecs: &[&str]) -> Result<(), SourceError> {
         progress(FetchProgress { received_objects: 0, total_objects: 0, received_bytes: 0 });
         let mut callbacks = RemoteCallbacks::new();
         callbacks.transfer_progress(|stats| {
@@ -127,7 +135,7 @@ impl Mirror {
         let mut remote =
             self.repo.remote_anonymous(&self.url).map_err(|source| SourceError::Git { path: self.path(), source })?;
         remote
-            .fetch(&REFSPECS, Some(&mut options), None)
+            .fetch(refspecs, Some(&mut options), None)
             .map_err(|err| SourceError::Unreachable { repo: self.url.clone(), message: err.message().to_string() })
     }
 

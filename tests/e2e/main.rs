@@ -9,3 +9,4 @@ mod hostile;
 mod keys;
 mod languages;
 mod recipes;
+mod remote;
