@@ -24,9 +24,11 @@ impl GitDaemon {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Owned before anything can panic, so that Drop always reaps it.
+        let daemon = GitDaemon { child, port };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return GitDaemon { child, port };
+                return daemon;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
