@@ -120,13 +120,18 @@ impl Reporter {
                     bar.set_message(url.clone());
                     bar
                 });
+                if p.finished {
+                    bar.finish_and_clear();
+                    return;
+                }
                 bar.set_length(p.total_objects as u64);
                 bar.set_position(p.received_objects as u64);
-                if p.total_objects > 0 && p.received_objects == p.total_objects {
-                    bar.finish_and_clear();
-                }
             }
             None => {
+                if p.finished {
+                    last_quarter = None;
+                    return;
+                }
                 if last_quarter.is_none() {
                     self.info(&format!("fetching {url}"));
                     last_quarter = Some(usize::MAX);

@@ -16,6 +16,8 @@ pub struct FetchProgress {
     pub received_objects: usize,
     pub total_objects: usize,
     pub received_bytes: usize,
+    /// The last call for this fetch: it ended (well or not).
+    pub finished: bool,
 }
 
 pub struct Mirror {
@@ -119,13 +121,14 @@ impl Mirror {
     }
 
     fn fetch(&self, progress: &mut dyn FnMut(FetchProgress), refspecs: &[&str]) -> Result<(), SourceError> {
-        progress(FetchProgress { received_objects: 0, total_objects: 0, received_bytes: 0 });
+        progress(FetchProgress { received_objects: 0, total_objects: 0, received_bytes: 0, finished: false });
         let mut callbacks = RemoteCallbacks::new();
         callbacks.transfer_progress(|stats| {
             progress(FetchProgress {
                 received_objects: stats.received_objects(),
                 total_objects: stats.total_objects(),
                 received_bytes: stats.received_bytes(),
+                finished: false,
             });
             true
         });
@@ -134,9 +137,13 @@ impl Mirror {
         options.download_tags(AutotagOption::All);
         let mut remote =
             self.repo.remote_anonymous(&self.url).map_err(|source| SourceError::Git { path: self.path(), source })?;
-        remote
+        let fetched = remote
             .fetch(refspecs, Some(&mut options), None)
-            .map_err(|err| SourceError::Unreachable { repo: self.url.clone(), message: err.message().to_string() })
+            .map_err(|err| SourceError::Unreachable { repo: self.url.clone(), message: err.message().to_string() });
+        drop(remote);
+        drop(options);
+        progress(FetchProgress { received_objects: 0, total_objects: 0, received_bytes: 0, finished: true });
+        fetched
     }
 
     fn unknown(&self, rev: &str, hint: &str) -> SourceError {
