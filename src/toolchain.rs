@@ -53,11 +53,13 @@ pub fn probe(targets: &[Target]) -> Result<BTreeMap<String, String>, ToolchainEr
     if !missing.is_empty() {
         return Err(ToolchainError::Missing(missing));
     }
-    let mut fingerprints = BTreeMap::new();
-    for (tool, path) in found {
-        fingerprints.insert(tool.clone(), fingerprint(&tool, &path)?);
-    }
-    Ok(fingerprints)
+    // Probes run side by side: some tools start slowly (pyenv shims take 0.2 s), and a
+    // full cache hit waits for all of them.
+    std::thread::scope(|scope| {
+        let probes: Vec<_> =
+            found.iter().map(|(tool, path)| (tool.clone(), scope.spawn(move || fingerprint(tool, path)))).collect();
+        probes.into_iter().map(|(tool, probe)| Ok((tool, probe.join().expect("probes do not panic")?))).collect()
+    })
 }
 
 /// The fingerprint text of one target: its tools' version outputs, in order.
