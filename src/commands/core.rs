@@ -41,16 +41,12 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     memo.save()?;
     let key_ms = key_started.elapsed().as_millis() as u64;
 
+    let stage = Stage { cache, staging: &staging, reporter: &reporter, key_ms };
     let mut reports: BTreeMap<String, TargetReport> = BTreeMap::new();
     let mut misses = Vec::new();
     for p in &planned {
-        match restore(p, cache, &staging, &reporter)? {
-            Some((record, took)) => {
-                reporter.done(&p.target.name, &restored_message(&record));
-                reports
-                    .insert(p.target.name.clone(), report(p, Status::Hit, "local", Some(&record), key_ms, took, None));
-            }
-            None => misses.push(p.clone()),
+        if !stage.restore_hit(p, &mut reports)? {
+            misses.push(p.clone());
         }
     }
 
@@ -59,16 +55,9 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     let mut to_build = Vec::new();
     for p in misses {
         let lock = cache.lock_key(&p.key, || reporter.phase(&p.target.name, Phase::Waiting))?;
-        match restore(&p, cache, &staging, &reporter)? {
-            Some((record, took)) => {
-                reporter.done(&p.target.name, &restored_message(&record));
-                reports
-                    .insert(p.target.name.clone(), report(&p, Status::Hit, "local", Some(&record), key_ms, took, None));
-            }
-            None => {
-                held.push(lock);
-                to_build.push(p);
-            }
+        if !stage.restore_hit(&p, &mut reports)? {
+            held.push(lock);
+            to_build.push(p);
         }
     }
 
@@ -85,31 +74,21 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         let dirs = BuildDirs { work, cargo_target: repo_dir.join("cargo-target"), tracked };
         let results = build_all(to_build, dirs, cache, &sha, &reporter, args.jobs as usize, args.rev.offline);
         for (p, result) in results {
-            match result.and_then(|(record, build, pack)| {
-                let (restored, took) =
-                    restore(&p, cache, &staging, &reporter)?.ok_or_else(|| CacheError::CorruptArchive {
-                        path: cache.action_path(&p.key),
-                        reason: "the entry just stored cannot be read back".into(),
-                    })?;
-                debug_assert_eq!(restored.artifact_digest, record.artifact_digest);
-                Ok((restored, build, pack, took))
-            }) {
-                Ok((record, build, pack, took)) => {
-                    let mut r = report(&p, Status::Built, "build", Some(&record), key_ms, took, None);
+            // A built target is published from the cache, exactly as a hit would be.
+            let restored = result.and_then(|(build, pack)| Ok((stage.restore_built(&p)?, build, pack)));
+            match restored {
+                Ok(((record, took), build, pack)) => {
+                    let mut r = stage.report(&p, Status::Built, Some(&record), took, None);
                     r.durations_ms.build = build.as_millis() as u64;
                     r.durations_ms.pack = pack.as_millis() as u64;
-                    reporter.done(
-                        &p.target.name,
-                        &format!("built in {}, {}", human_duration(build), human_bytes(record.artifact_size)),
-                    );
+                    let message = format!("built in {}, {}", human_duration(build), human_bytes(record.artifact_size));
+                    reporter.done(&p.target.name, &message);
                     reports.insert(p.target.name.clone(), r);
                 }
                 Err(err) => {
                     reporter.done(&p.target.name, "FAILED");
-                    reports.insert(
-                        p.target.name.clone(),
-                        report(&p, Status::Failed, "build", None, key_ms, Duration::ZERO, Some(err.to_string())),
-                    );
+                    let r = stage.report(&p, Status::Failed, None, Duration::ZERO, Some(err.to_string()));
+                    reports.insert(p.target.name.clone(), r);
                     failures.push((p.target.name.clone(), err));
                 }
             }
@@ -152,52 +131,86 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     }
 }
 
-/// A cache hit restored into the staging dir, or `None` on a miss. Entries that fail a check
-/// are reported, dropped and treated as misses, so the target is rebuilt.
-fn restore(
-    p: &PlannedTarget,
-    cache: &LocalCache,
-    staging: &Staging,
-    reporter: &Reporter,
-) -> Result<Option<(ActionRecord, Duration)>, Error> {
-    let started = Instant::now();
-    let name = &p.target.name;
-    reporter.phase(name, Phase::Restore);
-    let mut on_corrupt = |c: crate::cache::CorruptEntry| {
-        reporter.warn(&format!(
-            "cache entry of {name} is corrupt ({}: {}); dropped, rebuilding",
-            c.path.display(),
-            c.reason
-        ));
-    };
-    let Some(hit) = cache.get(&p.key, &mut on_corrupt)? else {
-        return Ok(None);
-    };
-    let dest = staging.target_dir(name)?;
-    let unpacked = unpack(&hit.archive, None, &dest).and_then(|files| {
-        if files == hit.record.files {
-            Ok(())
-        } else {
-            Err(CacheError::CorruptArchive {
-                path: hit.archive.clone(),
-                reason: "its files differ from its action record".into(),
-            })
-        }
-    });
-    match unpacked {
-        Ok(()) => {
-            if hit.record.target != *name {
-                tracing::debug!("{name} restored from an entry recorded for {}", hit.record.target);
+/// What restoring and reporting need from the run.
+struct Stage<'a> {
+    cache: &'a LocalCache,
+    staging: &'a Staging,
+    reporter: &'a Reporter,
+    key_ms: u64,
+}
+
+impl Stage<'_> {
+    /// Restores `p` if the cache has it and records the hit; `false` on a miss.
+    fn restore_hit(&self, p: &PlannedTarget, reports: &mut BTreeMap<String, TargetReport>) -> Result<bool, Error> {
+        let Some((record, took)) = self.restore(p)? else { return Ok(false) };
+        self.reporter.done(&p.target.name, &restored_message(&record));
+        reports.insert(p.target.name.clone(), self.report(p, Status::Hit, Some(&record), took, None));
+        Ok(true)
+    }
+
+    /// Restores a target just built and stored.
+    fn restore_built(&self, p: &PlannedTarget) -> Result<(ActionRecord, Duration), Error> {
+        let stored = self.restore(p)?;
+        stored.ok_or_else(|| {
+            let reason = "the entry just stored cannot be read back".into();
+            CacheError::CorruptArchive { path: self.cache.action_path(&p.key), reason }.into()
+        })
+    }
+
+    /// A cache hit restored into the staging dir, or `None` on a miss. Entries that fail a
+    /// check are reported, dropped and treated as misses, so the target is rebuilt.
+    fn restore(&self, p: &PlannedTarget) -> Result<Option<(ActionRecord, Duration)>, Error> {
+        let (cache, staging, reporter) = (self.cache, self.staging, self.reporter);
+        let started = Instant::now();
+        let name = &p.target.name;
+        reporter.phase(name, Phase::Restore);
+        let mut on_corrupt = |c: crate::cache::CorruptEntry| {
+            let (path, reason) = (c.path.display(), c.reason);
+            reporter.warn(&format!("cache entry of {name} is corrupt ({path}: {reason}); dropped, rebuilding"));
+        };
+        let Some(hit) = cache.get(&p.key, &mut on_corrupt)? else {
+            return Ok(None);
+        };
+        let dest = staging.target_dir(name)?;
+        let unpacked = unpack(&hit.archive, None, &dest).and_then(|files| {
+            if files == hit.record.files {
+                Ok(())
+            } else {
+                let reason = "its files differ from its action record".into();
+                Err(CacheError::CorruptArchive { path: hit.archive.clone(), reason })
             }
-            Ok(Some((hit.record, started.elapsed())))
+        });
+        match unpacked {
+            Ok(()) => Ok(Some((hit.record, started.elapsed()))),
+            Err(err @ (CacheError::UnsafeEntry { .. } | CacheError::CorruptArchive { .. })) => {
+                reporter.warn(&format!("cache entry of {name} refused: {err}; dropped, rebuilding"));
+                cache.invalidate(&p.key, &hit.record.artifact_digest);
+                staging.target_dir(name)?;
+                Ok(None)
+            }
+            Err(err) => Err(err.into()),
         }
-        Err(err @ (CacheError::UnsafeEntry { .. } | CacheError::CorruptArchive { .. })) => {
-            reporter.warn(&format!("cache entry of {name} refused: {err}; dropped, rebuilding"));
-            cache.invalidate(&p.key, &hit.record.artifact_digest);
-            staging.target_dir(name)?;
-            Ok(None)
+    }
+
+    fn report(
+        &self,
+        p: &PlannedTarget,
+        status: Status,
+        record: Option<&ActionRecord>,
+        restore: Duration,
+        error: Option<String>,
+    ) -> TargetReport {
+        TargetReport {
+            key: p.key.clone(),
+            status,
+            source: if status == Status::Hit { "local" } else { "build" }.into(),
+            artifact_dir: p.target.artifact_dir.clone(),
+            inputs: p.inputs.len(),
+            artifact_digest: record.map(|r| r.artifact_digest.clone()),
+            durations_ms: Durations { key: self.key_ms, restore: restore.as_millis() as u64, build: 0, pack: 0 },
+            files: record.map(|r| r.files.clone()).unwrap_or_default(),
+            error,
         }
-        Err(err) => Err(err.into()),
     }
 }
 
@@ -210,7 +223,7 @@ fn plural(n: usize, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
-type Built = Result<(ActionRecord, Duration, Duration), Error>;
+type Built = Result<(Duration, Duration), Error>;
 
 /// Builds the targets, at most `jobs` at once, storing each as soon as it is built.
 fn build_all(
@@ -244,11 +257,10 @@ fn build_all(
                     let built = build_target(&p.target, &env, &dirs, &log).await?;
                     reporter.phase(&p.target.name, Phase::Pack);
                     let pack_started = Instant::now();
-                    let record =
-                        tokio::task::spawn_blocking(move || store(&p, built.files, built.duration, &cache, &sha))
-                            .await
-                            .expect("pack task does not panic")?;
-                    Ok((record, built.duration, pack_started.elapsed()))
+                    tokio::task::spawn_blocking(move || store(&p, built.files, built.duration, &cache, &sha))
+                        .await
+                        .expect("pack task does not panic")?;
+                    Ok((built.duration, pack_started.elapsed()))
                 }
                 .await;
                 (index, result)
@@ -270,7 +282,7 @@ fn store(
     took: Duration,
     cache: &LocalCache,
     sha: &str,
-) -> Result<ActionRecord, Error> {
+) -> Result<(), Error> {
     let staged = cache.tmp_dir().join(format!("pack-{}.tar.zst", p.key));
     let (packed, file) = pack(&files, AtomicFile::create(&cache.tmp_dir(), &staged)?)?;
     file.commit()?;
@@ -287,27 +299,5 @@ fn store(
         created_at: now_secs(),
     };
     cache.put(&record, &staged)?;
-    Ok(record)
-}
-
-fn report(
-    p: &PlannedTarget,
-    status: Status,
-    source: &str,
-    record: Option<&ActionRecord>,
-    key_ms: u64,
-    restore: Duration,
-    error: Option<String>,
-) -> TargetReport {
-    TargetReport {
-        key: p.key.clone(),
-        status,
-        source: source.into(),
-        artifact_dir: p.target.artifact_dir.clone(),
-        inputs: p.inputs.len(),
-        artifact_digest: record.map(|r| r.artifact_digest.clone()),
-        durations_ms: Durations { key: key_ms, restore: restore.as_millis() as u64, build: 0, pack: 0 },
-        files: record.map(|r| r.files.clone()).unwrap_or_default(),
-        error,
-    }
+    Ok(())
 }
