@@ -9,8 +9,12 @@ cd "$root"
 scripts/install-toolchains.sh
 cargo build --release --locked --quiet
 repo=${DEMO_REPO:-}
+recipe=()
 if [[ -z $repo ]]; then
+  # The fixture is built with its own recipe: plain rake instead of Bundler + rb_sys (RubyGems
+  # may be out of reach), a bun FFI package instead of napi-rs.
   repo=$root/target/demo-fixture
+  recipe=(--recipe "$root/tests/fixture-recipe.toml")
   if [[ ! -d $repo/.git ]]; then
     rm -rf "$repo"
     scripts/make-fixture.sh "$repo" >/dev/null
@@ -18,7 +22,7 @@ if [[ -z $repo ]]; then
 fi
 tbuild=$root/target/release/tbuild
 echo "== first run: builds what the cache lacks" >&2
-"$tbuild" core --repo "$repo" --sha "${DEMO_SHA:-main}" --out tbuild-out
+"$tbuild" core --repo "$repo" --sha "${DEMO_SHA:-main}" --out tbuild-out "${recipe[@]}"
 echo "== second run: every target restored from the cache" >&2
-"$tbuild" core --repo "$repo" --sha "${DEMO_SHA:-main}" --out tbuild-out
+"$tbuild" core --repo "$repo" --sha "${DEMO_SHA:-main}" --out tbuild-out "${recipe[@]}"
 ls -lR tbuild-out
