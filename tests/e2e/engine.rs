@@ -182,3 +182,23 @@ fn the_builtin_recipe_builds_the_fixture_binaries() {
     assert_eq!(manifest["recipe"], "the built-in tasker-core recipe (crates/ layout)");
     assert_eq!(run_binary(&out.join("tasker-core-binaries/tasker-ctl")), "tasker-ctl ctl-2 shared-2");
 }
+
+#[test]
+fn the_checkout_is_updated_in_place_so_unchanged_files_keep_their_mtime() {
+    let world = World::new();
+    world.core("base", "out");
+    let work = std::fs::read_dir(world.cache().join("repos")).unwrap().next().unwrap().unwrap().path().join("work");
+    let mtime = |rel: &str| std::fs::metadata(work.join(rel)).unwrap().modified().unwrap();
+    let untouched = mtime("crates/tasker-pgmq/src/lib.rs");
+    // A build that scribbles on a tracked file must not leak into the next commit's checkout.
+    std::fs::write(work.join("crates/tasker-shared/src/lib.rs"), "scribbled by a build").unwrap();
+    std::fs::write(work.join("crates/tasker-ctl/leftover.txt"), "untracked").unwrap();
+
+    world.core("ctl-only", "out");
+    assert_eq!(mtime("crates/tasker-pgmq/src/lib.rs"), untouched, "unchanged files are not rewritten");
+    let shared = std::fs::read_to_string(work.join("crates/tasker-shared/src/lib.rs")).unwrap();
+    assert!(shared.contains("SHARED_REV"), "a modified tracked file is restored");
+    assert!(std::fs::read_to_string(work.join("crates/tasker-ctl/src/main.rs")).unwrap().contains("ctl-2"));
+    assert!(work.join("crates/tasker-ctl/leftover.txt").exists(), "untracked files (build state) stay");
+    assert_eq!(run_binary(&world.out("out").join("tasker-core-binaries/tasker-ctl")), "tasker-ctl ctl-2 shared-1");
+}

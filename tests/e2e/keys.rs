@@ -69,3 +69,17 @@ fn short_shas_and_tags_resolve_like_full_shas() {
     assert_eq!(world.keys(&full[..10]), by_full);
     assert_eq!(world.keys("ctl-only"), by_full);
 }
+
+#[test]
+fn the_blob_memo_makes_a_similar_commit_read_almost_nothing() {
+    let world = World::new();
+    let memo = world.cache().join("v1/memo/git-blob-blake3.bin");
+    let records = || std::fs::metadata(&memo).map(|m| m.len() / 64).unwrap_or(0);
+    world.keys("base");
+    let first = records();
+    assert!(first > 10, "every hashed blob is remembered ({first})");
+    world.keys("base");
+    assert_eq!(records(), first, "keying the same commit again hashes nothing new");
+    world.keys("ctl-only");
+    assert_eq!(records(), first + 1, "one changed file, one new blob hashed");
+}

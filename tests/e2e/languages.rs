@@ -137,3 +137,39 @@ fn registry_placeholders_in_env_point_at_a_crate_source() {
     let manifest = std::fs::read_to_string(out.join("registry/itoa-manifest.toml")).unwrap();
     assert!(manifest.contains("name = \"itoa\"") && manifest.contains("version = \"1.0.15\""), "{manifest}");
 }
+
+#[test]
+fn offline_builds_keep_cargo_offline() {
+    let world = World::new();
+    let sha = world.git(&["rev-parse", "main"]).trim().to_string();
+    world.keys(&sha); // mirrors the commit
+    let recipe = world.dir.path().join("probe.toml");
+    std::fs::write(
+        &recipe,
+        r#"
+        [[target]]
+        name = "probe"
+        kind = "command"
+        artifact_dir = "probe"
+        commands = ["echo \"CARGO_NET_OFFLINE=${CARGO_NET_OFFLINE:-unset}\" > env.txt"]
+        [[target.output]]
+        path = "env.txt"
+        "#,
+    )
+    .unwrap();
+    let (out, repo) = (world.out("probe"), world.repo());
+    let args = [
+        "core",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--sha",
+        &sha,
+        "--out",
+        out.to_str().unwrap(),
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--offline",
+    ];
+    assert_ok(&world.tbuild(&args));
+    assert_eq!(std::fs::read_to_string(out.join("probe/env.txt")).unwrap().trim(), "CARGO_NET_OFFLINE=true");
+}
