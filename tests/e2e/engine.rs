@@ -163,20 +163,7 @@ fn targets_flag_builds_a_subset() {
 fn the_builtin_recipe_builds_the_fixture_binaries() {
     let world = World::new();
     let out = world.out("out");
-    let repo = world.repo();
-    let args = [
-        "core",
-        "--repo",
-        repo.to_str().unwrap(),
-        "--sha",
-        "main",
-        "--out",
-        out.to_str().unwrap(),
-        "--targets",
-        "tasker-ctl",
-        "--json",
-    ];
-    let output = world.tbuild(&args);
+    let output = world.core_with("main", "out", &["--targets", "tasker-ctl", "--json"]);
     assert_ok(&output);
     let manifest: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(manifest["recipe"], "the built-in tasker-core recipe (crates/ layout)");

@@ -121,19 +121,7 @@ fn registry_placeholders_in_env_point_at_a_crate_source() {
     )
     .unwrap();
     let out = world.out("reg");
-    let repo = world.repo();
-    let args = [
-        "core",
-        "--repo",
-        repo.to_str().unwrap(),
-        "--sha",
-        "main",
-        "--out",
-        out.to_str().unwrap(),
-        "--recipe",
-        recipe.to_str().unwrap(),
-    ];
-    assert_ok(&world.tbuild(&args));
+    assert_ok(&world.core_with("main", "reg", &["--recipe", recipe.to_str().unwrap()]));
     let manifest = std::fs::read_to_string(out.join("registry/itoa-manifest.toml")).unwrap();
     assert!(manifest.contains("name = \"itoa\"") && manifest.contains("version = \"1.0.15\""), "{manifest}");
 }
@@ -157,19 +145,7 @@ fn offline_builds_keep_cargo_offline() {
         "#,
     )
     .unwrap();
-    let (out, repo) = (world.out("probe"), world.repo());
-    let args = [
-        "core",
-        "--repo",
-        repo.to_str().unwrap(),
-        "--sha",
-        &sha,
-        "--out",
-        out.to_str().unwrap(),
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--offline",
-    ];
-    assert_ok(&world.tbuild(&args));
+    let out = world.out("probe");
+    assert_ok(&world.core_with(&sha, "probe", &["--recipe", recipe.to_str().unwrap(), "--offline"]));
     assert_eq!(std::fs::read_to_string(out.join("probe/env.txt")).unwrap().trim(), "CARGO_NET_OFFLINE=true");
 }

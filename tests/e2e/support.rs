@@ -90,13 +90,20 @@ impl World {
 
     /// The arguments of `tbuild core` on the fixture with its recipe, `--json`.
     pub fn core_args(&self, rev: &str, out: &str, targets: &str) -> Vec<String> {
-        let out_dir = self.out(out);
         let recipe = fixture_recipe();
-        ["core", "--repo", self.repo().to_str().unwrap(), "--sha", rev, "--out", out_dir.to_str().unwrap()]
-            .into_iter()
-            .chain(["--recipe", recipe.to_str().unwrap(), "--targets", targets, "--json"])
-            .map(String::from)
-            .collect()
+        self.core_args_with(rev, out, &["--recipe", recipe.to_str().unwrap(), "--targets", targets, "--json"])
+    }
+
+    /// `core --repo <fixture> --sha REV --out DIR` followed by `extra`.
+    pub fn core_args_with(&self, rev: &str, out: &str, extra: &[&str]) -> Vec<String> {
+        let (repo, out_dir) = (self.repo(), self.out(out));
+        let base = ["core", "--repo", repo.to_str().unwrap(), "--sha", rev, "--out", out_dir.to_str().unwrap()];
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    }
+
+    /// `tbuild core` on the fixture at REV into DIR with `extra` arguments, whatever its outcome.
+    pub fn core_with(&self, rev: &str, out: &str, extra: &[&str]) -> Output {
+        self.tbuild(&self.core_args_with(rev, out, extra).iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// target -> key of the binaries, from `tbuild key --sha REV --json`.
