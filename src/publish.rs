@@ -75,8 +75,10 @@ impl Staging {
         };
         fs::create_dir_all(&parent).map_err(PublishError::io(&parent))?;
         let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let prefix = format!(".{name}.tbuild-staging-");
+        remove_abandoned_staging(&parent, &prefix);
         let dir = tempfile::Builder::new()
-            .prefix(&format!(".{name}.tbuild-staging-"))
+            .prefix(&format!("{prefix}{}-", std::process::id()))
             .tempdir_in(&parent)
             .map_err(PublishError::io(&parent))?;
         Ok(Staging { dir, out: out.to_path_buf() })
@@ -124,6 +126,20 @@ impl Staging {
         }
         fs::rename(&tree, &self.out).map_err(PublishError::io(&self.out))?;
         Ok(())
+    }
+}
+
+/// Staging dirs of runs that were killed (Ctrl-C, OOM) before they could clean up: their
+/// name carries the pid of their run, which no longer exists.
+fn remove_abandoned_staging(parent: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(prefix).and_then(|rest| rest.split('-').next()) else { continue };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -189,3 +189,34 @@ fn the_checkout_is_updated_in_place_so_unchanged_files_keep_their_mtime() {
     assert!(work.join("crates/tasker-ctl/leftover.txt").exists(), "untracked files (build state) stay");
     assert_eq!(run_binary(&world.out("out").join("tasker-core-binaries/tasker-ctl")), "tasker-ctl ctl-2 shared-1");
 }
+
+#[test]
+fn a_killed_run_leaves_no_partial_out_dir_and_its_staging_is_cleaned_up() {
+    let world = World::new();
+    world.core("base", "out");
+    let before = snapshot(&world.out("out"));
+    // Kill a run in the middle of its build.
+    let args = world.core_args("ctl-only", "out", BINARIES);
+    let mut child = world
+        .command(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    assert!(lines.any(|l| l.unwrap().contains(": build")), "the run reached its build");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(snapshot(&world.out("out")), before, "the out dir is the previous run's, whole");
+    let staging = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("staging"))
+            .count()
+    };
+    assert_eq!(staging(world.dir.path()), 1, "the killed run left its staging dir");
+    world.core("ctl-only", "out");
+    assert_eq!(staging(world.dir.path()), 0, "the next run removes it");
+    assert_eq!(run_binary(&world.out("out").join("tasker-core-binaries/tasker-ctl")), "tasker-ctl ctl-2 shared-1");
+}
