@@ -69,7 +69,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         })?;
         let work = repo_dir.join("work");
         let written = checkout(&loaded.tree, &work, &repo_dir)?;
-        reporter.info(&format!("checked out {sha} ({written} files written)"));
+        reporter.info(&format!("checked out {sha} ({} written)", plural(written, "file")));
         let tracked = Arc::new(loaded.tree.entries().keys().cloned().collect());
         let dirs = BuildDirs { work, cargo_target: repo_dir.join("cargo-target"), tracked };
         let results = build_all(to_build, dirs, cache, &sha, &reporter, args.jobs as usize, args.rev.offline);
