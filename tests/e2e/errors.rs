@@ -64,20 +64,7 @@ fn offline_without_the_commit_mirrored_is_a_source_error() {
     let sha = world.git(&["rev-parse", "base"]).trim().to_string();
     world.keys(&sha);
     std::fs::rename(world.repo(), world.dir.path().join("moved")).unwrap();
-    let (recipe, repo) = (fixture_recipe(), world.repo());
-    let args = [
-        "key",
-        "--repo",
-        repo.to_str().unwrap(),
-        "--sha",
-        &sha,
-        "--offline",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--targets",
-        BINARIES,
-    ];
-    let output = world.tbuild(&args);
+    let output = world.key_from(world.repo().to_str().unwrap(), &sha, &["--offline"]);
     assert_ok(&output);
 }
 

@@ -48,19 +48,7 @@ impl Drop for GitDaemon {
 }
 
 fn key(world: &World, repo: &str, rev: &str) -> std::process::Output {
-    let recipe = fixture_recipe();
-    world.tbuild(&[
-        "key",
-        "--repo",
-        repo,
-        "--sha",
-        rev,
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--targets",
-        BINARIES,
-        "--json",
-    ])
+    world.key_from(repo, rev, &[])
 }
 
 #[test]
@@ -98,18 +86,6 @@ fn a_server_that_went_away_is_an_unreachable_source() {
     assert!(stderr(&output).contains(&format!("cannot fetch {url}")), "{}", stderr(&output));
     // What was mirrored stays usable offline.
     let sha = world.git(&["rev-parse", "main"]).trim().to_string();
-    let recipe = fixture_recipe();
-    let offline = world.tbuild(&[
-        "key",
-        "--repo",
-        &url,
-        "--sha",
-        &sha,
-        "--offline",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--targets",
-        BINARIES,
-    ]);
+    let offline = world.key_from(&url, &sha, &["--offline"]);
     assert_ok(&offline);
 }

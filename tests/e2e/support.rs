@@ -112,23 +112,21 @@ impl World {
     }
 
     pub fn keys_of(&self, rev: &str, targets: &str) -> BTreeMap<String, String> {
-        let recipe = fixture_recipe();
-        let repo = self.repo();
-        let args = [
-            "key",
-            "--repo",
-            repo.to_str().unwrap(),
-            "--sha",
-            rev,
-            "--recipe",
-            recipe.to_str().unwrap(),
-            "--targets",
-            targets,
-            "--json",
-        ];
-        let output = self.tbuild(&args);
+        let output = self.key_from(self.repo().to_str().unwrap(), rev, &["--targets", targets]);
         assert_ok(&output);
         parse_keys(&output.stdout)
+    }
+
+    /// `tbuild key --repo REPO --sha REV --json` with the fixture recipe (binaries unless
+    /// `extra` names --targets), whatever its outcome.
+    pub fn key_from(&self, repo: &str, rev: &str, extra: &[&str]) -> Output {
+        let recipe = fixture_recipe();
+        let mut args = vec!["key", "--repo", repo, "--sha", rev, "--recipe", recipe.to_str().unwrap(), "--json"];
+        if !extra.contains(&"--targets") {
+            args.extend(["--targets", BINARIES]);
+        }
+        args.extend_from_slice(extra);
+        self.tbuild(&args)
     }
 
     /// target -> key of the binaries of a checkout on disk, from `tbuild key --path DIR --json`.
