@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod github;
 pub mod key;
 pub mod plan;
 pub mod publish;
@@ -33,5 +34,6 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
         cli::Command::Core(args) => commands::core::run(args, &cache, reporter),
         cli::Command::Key(args) => commands::key::run(args, &cache, &reporter, cli.verbose > 0),
         cli::Command::Recipe(args) => commands::recipe::run(args, &cache, &reporter),
+        cli::Command::Restore(args) => commands::restore::run(args, &cache, &reporter),
     }
 }

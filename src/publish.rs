@@ -31,7 +31,7 @@ pub struct Manifest {
 pub struct TargetReport {
     pub key: String,
     pub status: Status,
-    /// Where the artifact came from: `local` (cache) or `build`.
+    /// Where the artifact came from: `local` (cache) or `build`; `none` for a miss.
     pub source: String,
     pub artifact_dir: String,
     pub inputs: usize,
@@ -49,6 +49,8 @@ pub enum Status {
     Hit,
     Built,
     Failed,
+    /// Not in the cache, and not built: `tbuild restore` never builds.
+    Miss,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]

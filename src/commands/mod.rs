@@ -3,6 +3,7 @@
 pub mod core;
 pub mod key;
 pub mod recipe;
+pub mod restore;
 
 use std::path::{Path, PathBuf};
 
