@@ -3,6 +3,8 @@
 
 mod support;
 
+mod ci_restore;
+mod ci_workflows;
 mod engine;
 mod errors;
 mod hostile;
