@@ -30,6 +30,8 @@ have protoc || apt_packages+=(protobuf-compiler)
 dpkg -s libprotobuf-dev >/dev/null 2>&1 || apt_packages+=(libprotobuf-dev)
 # The tests run the cache-env JavaScript action (.github/actions/cache-env) with node.
 have node || apt_packages+=(nodejs)
+# bun comes from the npm registry (below); Debian ships npm apart from nodejs.
+have bun || have npm || apt_packages+=(npm)
 if [[ ${#apt_packages[@]} -gt 0 ]]; then
   log "apt-get install ${apt_packages[*]}"
   $SUDO apt-get update -qq
