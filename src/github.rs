@@ -111,16 +111,17 @@ impl Outputs {
 /// `sha`, `missed` (comma-separated), and per target `<target>-hit`, `<target>-key`.
 pub fn run_outputs(manifest: &Manifest) -> Outputs {
     let mut outputs = Outputs::default();
+    for (name, target) in &manifest.targets {
+        outputs.set(&format!("{name}-hit"), (target.status == Status::Hit).to_string());
+        outputs.set(&format!("{name}-key"), target.key.clone());
+    }
+    // Last, so that they win over a target's output of the same name (a target `cache`).
     let all_hit = !manifest.targets.is_empty() && manifest.targets.values().all(|t| t.status == Status::Hit);
     outputs.set("cache-hit", all_hit.to_string());
     outputs.set("sha", manifest.sha.clone());
     let missed: Vec<&str> =
         manifest.targets.iter().filter(|(_, t)| t.status != Status::Hit).map(|(name, _)| name.as_str()).collect();
     outputs.set("missed", missed.join(","));
-    for (name, target) in &manifest.targets {
-        outputs.set(&format!("{name}-hit"), (target.status == Status::Hit).to_string());
-        outputs.set(&format!("{name}-key"), target.key.clone());
-    }
     outputs
 }
 
