@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use archive::{ArchiveFile, PackedArchive, pack, unpack};
+pub use archive::{ArchiveFile, PackedArchive, UnpackLimits, pack, unpack};
 pub use atomic::{AtomicFile, write_atomic};
 pub use local::{KeyLock, LocalCache, RECORD_FORMAT};
 pub use memo::BlobDigestMemo;

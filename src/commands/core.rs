@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use super::load_commit;
 use crate::build::{BuildDirs, build_target, expand_env};
 use crate::cache::{
-    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT, now_secs,
-    pack, unpack,
+    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT,
+    UnpackLimits, now_secs, pack, unpack,
 };
 use crate::cli::CoreArgs;
 use crate::error::Error;
@@ -172,7 +172,8 @@ impl Stage<'_> {
             return Ok(None);
         };
         let dest = staging.target_dir(name)?;
-        let unpacked = unpack(&hit.archive, None, &dest).and_then(|files| {
+        let limits = UnpackLimits::for_files(&hit.record.files);
+        let unpacked = unpack(&hit.archive, None, &dest, limits).and_then(|files| {
             if files == hit.record.files {
                 Ok(())
             } else {
