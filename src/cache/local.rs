@@ -162,8 +162,12 @@ impl ArtifactStore for LocalCache {
         Ok(None)
     }
 
-    fn invalidate(&self, key: &str, artifact_digest: &str) {
-        self.drop_entry(key, Some(&self.blob_path(artifact_digest)));
+    /// Drops the record only. `get` verified the archive's digest, so its bytes are the ones
+    /// its name promises, and another key with identical outputs may point at the same
+    /// archive: deleting it would break an innocent entry. An archive no record points at
+    /// any more is garbage for `gc`.
+    fn invalidate(&self, key: &str, _artifact_digest: &str) {
+        self.drop_entry(key, None);
     }
 
     fn put(&self, record: &ActionRecord, archive: &Path) -> Result<(), CacheError> {
@@ -192,7 +196,7 @@ fn shard(hex: &str) -> &str {
 /// An exclusive advisory lock on a file, released on drop (or when the process dies).
 #[derive(Debug)]
 pub struct KeyLock {
-    _file: File,
+    _file: Option<File>,
 }
 
 impl KeyLock {
@@ -200,7 +204,18 @@ impl KeyLock {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
         }
-        let file = File::options().create(true).truncate(false).write(true).open(path).map_err(CacheError::io(path))?;
+        let file = match File::options().create(true).truncate(false).write(true).open(path) {
+            Ok(file) => file,
+            // A cache on a read-only file system (a CI cache mounted read-only) has no writer
+            // to exclude: an existing lock file still takes the lock (flock needs no write
+            // access), a missing one means nobody ever wrote here, so there is nothing to lock.
+            Err(err) if err.kind() == ErrorKind::ReadOnlyFilesystem => match File::open(path) {
+                Ok(file) => file,
+                Err(missing) if missing.kind() == ErrorKind::NotFound => return Ok(KeyLock { _file: None }),
+                Err(source) => return Err(CacheError::Io { path: path.into(), source }),
+            },
+            Err(source) => return Err(CacheError::Io { path: path.into(), source }),
+        };
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -209,7 +224,7 @@ impl KeyLock {
             }
             Err(TryLockError::Error(source)) => return Err(CacheError::Io { path: path.into(), source }),
         }
-        Ok(KeyLock { _file: file })
+        Ok(KeyLock { _file: Some(file) })
     }
 }
 

@@ -74,7 +74,7 @@ pub struct CorruptEntry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("cache i/o error on {path}")]
+    #[error("cache i/o error on {path}{}", io_hint(source))]
     Io {
         path: PathBuf,
         #[source]
@@ -90,6 +90,19 @@ pub enum CacheError {
     NewerFormat { path: PathBuf, found: u32, supported: u32 },
 }
 
+/// What to do about the i/o errors a user can fix.
+fn io_hint(err: &std::io::Error) -> &'static str {
+    match err.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            " (the cache's file system is full: free space, e.g. with `tbuild cache gc`, or set TBUILD_CACHE_DIR to a bigger disk)"
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+            " (the cache dir is not writable: hits are served from a read-only cache, but building needs a writable TBUILD_CACHE_DIR)"
+        }
+        _ => "",
+    }
+}
+
 impl CacheError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CacheError {
         let path = path.into();
@@ -97,15 +110,15 @@ impl CacheError {
     }
 }
 
-/// The default cache dir: `$XDG_CACHE_HOME/tbuild`, else `~/.cache/tbuild`.
-pub fn default_cache_dir() -> PathBuf {
+/// The default cache dir: `$XDG_CACHE_HOME/tbuild`, else `~/.cache/tbuild`; `None` when
+/// neither is set. There is no fallback to a temp dir on purpose: a cache that silently
+/// lands somewhere else is a cache that is silently cold on the next run.
+pub fn default_cache_dir() -> Option<PathBuf> {
     if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(xdg).join("tbuild");
+        return Some(PathBuf::from(xdg).join("tbuild"));
     }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".cache").join("tbuild"),
-        None => std::env::temp_dir().join("tbuild-cache"),
-    }
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty())?;
+    Some(PathBuf::from(home).join(".cache").join("tbuild"))
 }
 
 /// Seconds since the epoch, for records.

@@ -189,6 +189,10 @@ impl Stage<'_> {
                 staging.target_dir(name)?;
                 Ok(None)
             }
+            // Writing into the staging dir failed: that is --out's file system, not the cache.
+            Err(CacheError::Io { path, source }) if path.starts_with(staging.root()) => {
+                Err(crate::publish::PublishError::Io { path, source }.into())
+            }
             Err(err) => Err(err.into()),
         }
     }

@@ -5,6 +5,7 @@ mod support;
 
 mod engine;
 mod errors;
+mod faults;
 mod hostile;
 mod keys;
 mod languages;
