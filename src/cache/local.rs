@@ -133,7 +133,11 @@ impl ArtifactStore for LocalCache {
             Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(CacheError::Io { path, source }),
         };
-        let record: ActionRecord = match serde_json::from_slice(&bytes) {
+        let parsed = ActionRecord::from_json(&bytes).and_then(|record| match record.key == key {
+            true => Ok(record),
+            false => Err(format!("it is stored under {key} but says it is {}", record.key)),
+        });
+        let record = match parsed {
             Ok(record) => record,
             Err(err) => {
                 on_corrupt(CorruptEntry {

@@ -51,6 +51,27 @@ pub struct ActionRecord {
     pub created_at: u64,
 }
 
+impl ActionRecord {
+    /// Parses and checks a record read from a cache. The digest becomes a path in the blob
+    /// store (which a corrupt entry makes us delete), so anything but 64 lowercase hex digits
+    /// is refused here: a hostile record must not name `../../somewhere`.
+    pub fn from_json(bytes: &[u8]) -> Result<ActionRecord, String> {
+        let record: ActionRecord = serde_json::from_slice(bytes).map_err(|err| err.to_string())?;
+        if !is_digest(&record.artifact_digest) {
+            return Err(format!("artifact_digest {:?} is not a blake3 hex digest", record.artifact_digest));
+        }
+        if let Some(file) = record.files.iter().find(|f| f.digest.as_deref().is_some_and(|d| !is_digest(d))) {
+            return Err(format!("the digest of {:?} is not a blake3 hex digest", file.path));
+        }
+        Ok(record)
+    }
+}
+
+/// 64 lowercase hex digits: a blake3 digest or a key as tbuild writes them.
+pub fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Where artifacts are looked up and stored. The local cache implements it; remote
 /// backends and a tiered local-over-remote store sit behind the same trait.
 pub trait ArtifactStore: Send + Sync {

@@ -23,6 +23,8 @@ fn records_that_are_broken_or_lie_are_refused_and_rebuilt() {
     let key = first["targets"]["tasker-ctl"]["key"].as_str().unwrap().to_string();
     let other_digest = first["targets"]["tasker-server"]["artifact_digest"].as_str().unwrap().to_string();
     let good = std::fs::read(record_path(&world.cache(), &key)).unwrap();
+    let victim = world.dir.path().join("victim.tar.zst");
+    std::fs::write(&victim, b"precious").unwrap();
     let edit = |f: &dyn Fn(&mut Value)| {
         let mut record: Value = serde_json::from_slice(&good).unwrap();
         f(&mut record);
@@ -39,6 +41,8 @@ fn records_that_are_broken_or_lie_are_refused_and_rebuilt() {
         ),
         ("missing archive", edit(&|r| r["artifact_digest"] = "ab".repeat(32).into()), "archive is missing"),
         ("another target's archive", edit(&|r| r["artifact_digest"] = other_digest.clone().into()), "expands beyond"),
+        ("digest is a path", edit(&|r| r["artifact_digest"] = "../../victim".into()), "not a blake3 hex digest"),
+        ("another key", edit(&|r| r["key"] = "cd".repeat(32).into()), "says it is"),
         ("fewer files", edit(&|r| r["files"] = Value::Array(vec![])), "more than the 0 entries"),
     ];
     for (case, bytes, expected) in cases {
@@ -55,6 +59,8 @@ fn records_that_are_broken_or_lie_are_refused_and_rebuilt() {
             serde_json::from_slice(&std::fs::read(record_path(&world.cache(), &key)).unwrap()).unwrap();
         assert_eq!(rewritten["files"], serde_json::from_slice::<Value>(&good).unwrap()["files"], "{case}");
     }
+    // Were the digest used as a path, the corrupt entry's archive would be this file.
+    assert!(victim.exists(), "a record's digest never names a file outside the blob store");
     // The other target's archive was only read, never dropped or changed.
     let again = world.core_targets("main", "out", "tasker-ctl,tasker-server");
     assert_eq!(statuses(&again).values().collect::<Vec<_>>(), ["hit", "hit"]);
