@@ -133,6 +133,16 @@ impl ArtifactStore for LocalCache {
             Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(CacheError::Io { path, source }),
         };
+        // A newer tbuild may have changed anything but `format`: look at that alone first.
+        #[derive(serde::Deserialize)]
+        struct FormatOnly {
+            format: u32,
+        }
+        if let Ok(FormatOnly { format }) = serde_json::from_slice(&bytes)
+            && format > RECORD_FORMAT
+        {
+            return Err(CacheError::NewerFormat { path, found: format, supported: RECORD_FORMAT });
+        }
         let parsed = ActionRecord::from_json(&bytes).and_then(|record| match record.key == key {
             true => Ok(record),
             false => Err(format!("it is stored under {key} but says it is {}", record.key)),
@@ -149,9 +159,6 @@ impl ArtifactStore for LocalCache {
                 return Ok(None);
             }
         };
-        if record.format > RECORD_FORMAT {
-            return Err(CacheError::NewerFormat { path, found: record.format, supported: RECORD_FORMAT });
-        }
         let blob = self.blob_path(&record.artifact_digest);
         let reason = match digest_file(&blob) {
             Ok(actual) if actual.to_hex().as_str() == record.artifact_digest => {
