@@ -28,7 +28,11 @@ pub use error::{Error, exit};
 /// Runs a parsed command line.
 pub fn run(cli: cli::Cli) -> Result<(), Error> {
     let reporter = Arc::new(report::Reporter::new(cli.quiet));
-    let cache_dir = cli.cache_dir.clone().unwrap_or_else(cache::default_cache_dir);
+    let cache_dir = cli.cache_dir.clone().or_else(cache::default_cache_dir).ok_or_else(|| {
+        Error::Usage(
+            "no cache dir: HOME and XDG_CACHE_HOME are not set; set TBUILD_CACHE_DIR (or pass --cache-dir DIR)".into(),
+        )
+    })?;
     let cache = cache::LocalCache::open(&cache_dir)?;
     match &cli.command {
         cli::Command::Core(args) => commands::core::run(args, &cache, reporter),

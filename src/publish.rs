@@ -87,6 +87,11 @@ impl Staging {
     }
 
     /// A fresh, empty dir to restore one target's archive into.
+    /// The staging dir itself, on --out's file system.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn target_dir(&self, target: &str) -> Result<PathBuf, PublishError> {
         let dir = self.dir.path().join("targets").join(target);
         if dir.exists() {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use super::load_commit;
 use crate::build::{BuildDirs, build_target, expand_env};
 use crate::cache::{
-    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT, now_secs,
-    pack, unpack,
+    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT,
+    UnpackLimits, now_secs, pack, unpack,
 };
 use crate::cli::CoreArgs;
 use crate::error::Error;
@@ -180,7 +180,8 @@ impl Stage<'_> {
             return Ok(None);
         };
         let dest = staging.target_dir(name)?;
-        let unpacked = unpack(&hit.archive, None, &dest).and_then(|files| {
+        let limits = UnpackLimits::for_files(&hit.record.files);
+        let unpacked = unpack(&hit.archive, None, &dest, limits).and_then(|files| {
             if files == hit.record.files {
                 Ok(())
             } else {
@@ -195,6 +196,10 @@ impl Stage<'_> {
                 cache.invalidate(&p.key, &hit.record.artifact_digest);
                 staging.target_dir(name)?;
                 Ok(None)
+            }
+            // Writing into the staging dir failed: that is --out's file system, not the cache.
+            Err(CacheError::Io { path, source }) if path.starts_with(staging.root()) => {
+                Err(crate::publish::PublishError::Io { path, source }.into())
             }
             Err(err) => Err(err.into()),
         }

@@ -7,6 +7,7 @@ mod ci_restore;
 mod ci_workflows;
 mod engine;
 mod errors;
+mod faults;
 mod hostile;
 mod keys;
 mod languages;
