@@ -43,12 +43,25 @@ pub enum Command {
     Key(KeyArgs),
     /// Print the recipe tbuild would use for a commit or a checkout.
     Recipe(RecipeArgs),
+    /// Work with the cache dir: move entries between machines as bundles.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Say why a target misses: compare its inputs with the closest stored entry.
+    Explain(ExplainArgs),
 }
 
-/// Where the source tree comes from.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Write one commit's cache entries (and with --with-source its git objects) to a bundle
+    /// file that `tbuild cache import` reads on another machine.
+    Export(ExportArgs),
+    /// Verify a bundle whole, then add its entries (and source) to this cache.
+    Import(ImportArgs),
+}
+
 #[derive(Debug, Args)]
-pub struct RevArgs {
-    /// Commit to use: a full SHA, a unique short SHA, a branch or a tag.
+pub struct ExportArgs {
+    /// Commit whose targets' entries to export (see `core --sha`).
     #[arg(long, value_name = "REV")]
     pub sha: String,
 
@@ -57,7 +70,98 @@ pub struct RevArgs {
     pub repo: String,
 
     /// Never touch the network: the commit must already be in the mirror.
+    #[arg(long, env = "TBUILD_OFFLINE")]
+    pub offline: bool,
+
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+
+    /// Only these targets (comma-separated names); all of the recipe's by default. Every
+    /// one must be in the cache.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub targets: Vec<String>,
+
+    /// Also pack the git objects of the commit, so that the importing machine can key (and
+    /// build) it without ever fetching.
     #[arg(long)]
+    pub with_source: bool,
+
+    /// The bundle file to write (replaced atomically).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Print what was exported as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A bundle written by `tbuild cache export`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Repository whose mirror receives the bundle's git objects; by default the one the
+    /// bundle was exported from. Give the URL you will pass to `core --repo`.
+    #[arg(long, value_name = "URL|PATH")]
+    pub repo: Option<String>,
+
+    /// Print what was imported as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("tree").required(true).args(["sha", "path"]))]
+pub struct ExplainArgs {
+    /// The target to explain.
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+
+    /// Commit to explain (see `core --sha`).
+    #[arg(long, value_name = "REV")]
+    pub sha: Option<String>,
+
+    /// A checkout on disk, as `core --path` would build it.
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+
+    /// Repository URL or local path (with --sha).
+    #[arg(long, env = "TBUILD_CORE_REPO", default_value = DEFAULT_REPO, value_name = "URL|PATH")]
+    pub repo: String,
+
+    /// Never touch the network (with --sha).
+    #[arg(long, env = "TBUILD_OFFLINE")]
+    pub offline: bool,
+
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where the source tree comes from.
+#[derive(Debug, Args)]
+pub struct RevArgs {
+    /// Commit to use: a full SHA, a unique short SHA, a branch or a tag.
+    #[arg(long, value_name = "REV", required_unless_present = "path")]
+    pub sha: Option<String>,
+
+    /// Build a checkout on disk as it is instead of a commit: uncommitted changes and
+    /// untracked files that .gitignore does not cover included. Builds run in a copy under
+    /// the cache dir; the checkout itself is only read.
+    #[arg(long, value_name = "DIR", conflicts_with = "sha")]
+    pub path: Option<PathBuf>,
+
+    /// Repository URL or local path, mirrored under the cache dir.
+    #[arg(long, env = "TBUILD_CORE_REPO", default_value = DEFAULT_REPO, value_name = "URL|PATH")]
+    pub repo: String,
+
+    /// Never touch the network: no fetch (the commit must already be in the mirror, or come
+    /// from an imported bundle), no remote cache, cargo offline.
+    #[arg(long, env = "TBUILD_OFFLINE")]
     pub offline: bool,
 }
 
@@ -95,7 +199,7 @@ pub struct KeyArgs {
     pub sha: Option<String>,
 
     /// A checkout on disk to key as it is (files ignored by .gitignore are left out).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["repo", "offline"])]
+    #[arg(long, value_name = "DIR", conflicts_with = "repo")]
     pub path: Option<PathBuf>,
 
     /// Repository URL or local path (with --sha).
@@ -103,7 +207,7 @@ pub struct KeyArgs {
     pub repo: String,
 
     /// Never touch the network (with --sha).
-    #[arg(long)]
+    #[arg(long, env = "TBUILD_OFFLINE")]
     pub offline: bool,
 
     #[arg(long, value_name = "FILE")]

@@ -2,6 +2,7 @@
 //! The codes are documented in the README ("Exit codes"); keep them stable.
 
 use crate::build::BuildError;
+use crate::bundle::BundleError;
 use crate::cache::CacheError;
 use crate::publish::PublishError;
 use crate::recipe::RecipeError;
@@ -26,6 +27,8 @@ pub enum Error {
     Publish(#[from] PublishError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
 }
 
 /// Exit codes; 2 is also what clap uses for a command line it cannot parse.
@@ -51,6 +54,7 @@ impl Error {
             Error::Cache(_) => exit::CACHE,
             Error::Publish(_) => exit::OUTPUT,
             Error::Usage(_) => exit::USAGE,
+            Error::Bundle(_) => exit::CACHE,
         }
     }
 }

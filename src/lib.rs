@@ -8,6 +8,7 @@
 //! layout and `manifest.json`) -> [`report`].
 
 pub mod build;
+pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod commands;
@@ -33,5 +34,8 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
         cli::Command::Core(args) => commands::core::run(args, &cache, reporter),
         cli::Command::Key(args) => commands::key::run(args, &cache, &reporter, cli.verbose > 0),
         cli::Command::Recipe(args) => commands::recipe::run(args, &cache, &reporter),
+        cli::Command::Cache(cli::CacheCommand::Export(args)) => commands::bundle::export(args, &cache, &reporter),
+        cli::Command::Cache(cli::CacheCommand::Import(args)) => commands::bundle::import(args, &cache, &reporter),
+        cli::Command::Explain(args) => commands::explain::run(args, &cache, &reporter),
     }
 }

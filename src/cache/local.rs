@@ -229,6 +229,7 @@ mod tests {
             provenance: "abc".into(),
             toolchain: "rustc".into(),
             created_at: 0,
+            derivation: None,
         }
     }
 
