@@ -70,7 +70,7 @@ pub struct ExportArgs {
     pub repo: String,
 
     /// Never touch the network: the commit must already be in the mirror.
-    #[arg(long, env = "TBUILD_OFFLINE")]
+    #[arg(long, env = "TBUILD_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
 
     #[arg(long, value_name = "FILE")]
@@ -131,7 +131,7 @@ pub struct ExplainArgs {
     pub repo: String,
 
     /// Never touch the network (with --sha).
-    #[arg(long, env = "TBUILD_OFFLINE")]
+    #[arg(long, env = "TBUILD_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
 
     #[arg(long, value_name = "FILE")]
@@ -161,7 +161,7 @@ pub struct RevArgs {
 
     /// Never touch the network: no fetch (the commit must already be in the mirror, or come
     /// from an imported bundle), no remote cache, cargo offline.
-    #[arg(long, env = "TBUILD_OFFLINE")]
+    #[arg(long, env = "TBUILD_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
 }
 
@@ -198,8 +198,9 @@ pub struct KeyArgs {
     #[arg(long, value_name = "REV")]
     pub sha: Option<String>,
 
-    /// A checkout on disk to key as it is (files ignored by .gitignore are left out).
-    #[arg(long, value_name = "DIR", conflicts_with = "repo")]
+    /// A checkout on disk to key as it is (what `git status` sees: tracked files as they are
+    /// on disk plus untracked files that .gitignore does not cover). --repo is not used.
+    #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,
 
     /// Repository URL or local path (with --sha).
@@ -207,7 +208,7 @@ pub struct KeyArgs {
     pub repo: String,
 
     /// Never touch the network (with --sha).
-    #[arg(long, env = "TBUILD_OFFLINE")]
+    #[arg(long, env = "TBUILD_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
 
     #[arg(long, value_name = "FILE")]

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod explain;
 pub mod key;
 pub mod plan;
 pub mod publish;

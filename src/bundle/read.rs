@@ -105,7 +105,7 @@ fn check_whole(path: &Path) -> Result<(), String> {
     let data = &trailer[BLOCK as usize..];
     let expected = format!("{}\n", hasher.finalize().to_hex());
     if &data[..65] != expected.as_bytes() {
-        return Err("its content does not match its digest".into());
+        return Err("its bytes do not match the digest it ends with".into());
     }
     if data[65..].iter().any(|b| *b != 0) {
         return Err("its end has bytes that belong to no member".into());

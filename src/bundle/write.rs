@@ -17,15 +17,14 @@ pub struct BundleWriter {
 impl BundleWriter {
     /// Starts a bundle that lands at `dest` when finished (a temp file next to it until then).
     pub fn create(dest: &Path) -> Result<BundleWriter, BundleError> {
-        let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let file = AtomicFile::create(&parent, dest).map_err(cache_err)?;
+        // Absolute, so that the temp file and the final rename share a named directory.
+        let dest = std::path::absolute(dest).map_err(BundleError::io(dest))?;
+        let parent = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let file = AtomicFile::create(&parent, &dest).map_err(cache_err)?;
         let hashing = Hashing { inner: BufWriter::new(file), hasher: blake3::Hasher::new() };
         let mut tar = tar::Builder::new(hashing);
         tar.mode(tar::HeaderMode::Deterministic);
-        Ok(BundleWriter { tar, members: BTreeMap::new(), dest: dest.into() })
+        Ok(BundleWriter { tar, members: BTreeMap::new(), dest })
     }
 
     /// Appends a member of `size` bytes read from `content`, once per name.
@@ -71,6 +70,10 @@ impl BundleWriter {
             hashing.inner.into_inner().map_err(|e| BundleError::Io { path: dest.clone(), source: e.into_error() })?;
         file.flush().map_err(BundleError::io(&dest))?;
         let size = file.file().metadata().map_err(BundleError::io(&dest))?.len();
+        // Temp files are private (0600); a bundle is meant to be copied around.
+        let mut permissions = file.file().metadata().map_err(BundleError::io(&dest))?.permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
+        file.file().set_permissions(permissions).map_err(BundleError::io(&dest))?;
         file.commit().map_err(cache_err)?;
         Ok(size)
     }
