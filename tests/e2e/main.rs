@@ -3,10 +3,13 @@
 
 mod support;
 
+mod bundles;
 mod engine;
 mod errors;
+mod explain;
 mod hostile;
 mod keys;
 mod languages;
+mod local;
 mod recipes;
 mod remote;
