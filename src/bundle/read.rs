@@ -186,3 +186,65 @@ fn flat(name: &str) -> String {
 fn read(path: &Path) -> Result<Vec<u8>, BundleError> {
     std::fs::read(path).map_err(BundleError::io(path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::{BundleManifest, BundleWriter};
+
+    fn manifest() -> BundleManifest {
+        BundleManifest {
+            format: BUNDLE_FORMAT,
+            tbuild: "test".into(),
+            created_at: 0,
+            repo: "/r".into(),
+            sha: "0".repeat(40),
+            entries: vec![],
+            source: None,
+            members: Default::default(),
+        }
+    }
+
+    fn bundle_with(dir: &Path, name: &str, member: &str, manifest: BundleManifest) -> PathBuf {
+        let path = dir.join(name);
+        let mut writer = BundleWriter::create(&path).unwrap();
+        writer.append(member, 5, &b"hello"[..]).unwrap();
+        writer.finish(manifest).unwrap();
+        path
+    }
+
+    #[test]
+    fn members_no_bundle_may_hold_are_refused_even_in_an_intact_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // Digest and manifest intact, but a member no bundle may hold.
+        for member in ["run.sh", "records/x.json", "blobs/abc.tar.zst", "records/sub/a.json"] {
+            let path = bundle_with(dir.path(), "b.tbundle", member, manifest());
+            let staging = tempfile::tempdir().unwrap();
+            let err = stage(&path, staging.path()).unwrap_err().to_string();
+            assert!(err.contains("unexpected member") && err.contains("nothing was imported"), "{member}: {err}");
+        }
+        // The tar crate will not even write these; a crafted file would meet `allowed`.
+        let hex = "a".repeat(64);
+        for name in ["../escape", "/etc/passwd", &format!("records/../{hex}.json"), &format!("blobs/{hex}/x.tar.zst")] {
+            assert!(!allowed(name), "{name}");
+        }
+        assert!(allowed(&format!("records/{hex}.json")) && allowed(&format!("blobs/{hex}.tar.zst")));
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_and_a_source_pack_must_be_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = tempfile::tempdir().unwrap();
+        let newer = BundleManifest { format: BUNDLE_FORMAT + 1, ..manifest() };
+        let path = bundle_with(dir.path(), "newer.tbundle", SOURCE_PACK, newer);
+        assert!(matches!(stage(&path, staging.path()), Err(BundleError::NewerFormat { .. })));
+
+        let staging = tempfile::tempdir().unwrap();
+        let claims = BundleManifest {
+            source: Some(crate::bundle::BundleSource { pack: "source.pack".into(), commit: "0".repeat(40) }),
+            ..manifest()
+        };
+        let path = bundle_with(dir.path(), "nopack.tbundle", "tbuild-bundle.json.bak", claims);
+        assert!(stage(&path, staging.path()).is_err());
+    }
+}
