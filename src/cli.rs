@@ -146,13 +146,13 @@ pub struct ExplainArgs {
 #[derive(Debug, Args)]
 pub struct RevArgs {
     /// Commit to use: a full SHA, a unique short SHA, a branch or a tag.
-    #[arg(long, value_name = "REV", required_unless_present = "path")]
+    #[arg(long, value_name = "REV")]
     pub sha: Option<String>,
 
     /// Build a checkout on disk as it is instead of a commit: uncommitted changes and
     /// untracked files that .gitignore does not cover included. Builds run in a copy under
     /// the cache dir; the checkout itself is only read.
-    #[arg(long, value_name = "DIR", conflicts_with = "sha")]
+    #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,
 
     /// Repository URL or local path, mirrored under the cache dir.
@@ -166,6 +166,7 @@ pub struct RevArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("tree").required(true).args(["sha", "path"]))]
 pub struct CoreArgs {
     #[command(flatten)]
     pub rev: RevArgs,

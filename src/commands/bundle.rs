@@ -216,8 +216,8 @@ fn import_pack(
     };
     let odb = repo.odb().map_err(git("opening the mirror's object database"))?;
     let mut writer = odb.packwriter().map_err(git("starting to index the pack"))?;
-    let bytes = std::fs::read(pack).map_err(BundleError::io(pack))?;
-    std::io::Write::write_all(&mut writer, &bytes).map_err(BundleError::io(pack))?;
+    let mut file = std::fs::File::open(pack).map_err(BundleError::io(pack))?;
+    std::io::copy(&mut file, &mut writer).map_err(BundleError::io(pack))?;
     writer.commit().map_err(git("indexing the pack into the mirror"))?;
     let oid = git2::Oid::from_str(sha).map_err(git("reading the bundle's SHA"))?;
     repo.find_commit(oid).and_then(|c| c.tree()).map_err(git("reading the imported commit"))?;
