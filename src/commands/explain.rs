@@ -149,9 +149,12 @@ fn render(e: &Explanation) -> String {
         let _ = writeln!(out, "hit: stored (built from {}); a run restores it", closest.provenance);
         return out;
     }
+    // A --path tree is compared along the history of its checkout's HEAD.
+    let base = if e.tree.starts_with("path:") { "the checkout's HEAD" } else { "this commit" };
     let how = match &closest.chosen_by {
-        crate::explain::ChosenBy::Ancestry { commits_back: 0 } => "built from this commit".to_string(),
-        crate::explain::ChosenBy::Ancestry { commits_back } => format!("built {commits_back} commits back"),
+        crate::explain::ChosenBy::Ancestry { commits_back: 0 } => format!("built from {base}"),
+        crate::explain::ChosenBy::Ancestry { commits_back: 1 } => format!("built 1 commit before {base}"),
+        crate::explain::ChosenBy::Ancestry { commits_back } => format!("built {commits_back} commits before {base}"),
         crate::explain::ChosenBy::InputOverlap { shared_inputs } => {
             format!("not on this history; it shares the most inputs ({shared_inputs})")
         }
