@@ -75,7 +75,8 @@ pub fn list(repo: &Repository, root: &Path) -> Result<BTreeMap<String, Entry>, S
             let target = std::fs::read_link(&full).map_err(|source| SourceError::Io { path: full.clone(), source })?;
             Entry::Symlink { target: target.to_string_lossy().into_owned() }
         } else if meta.is_file() {
-            Entry::File { executable: meta.permissions().mode() & 0o111 != 0, blob: None }
+            // As git decides 100755 vs 100644: the owner's execute bit alone.
+            Entry::File { executable: meta.permissions().mode() & 0o100 != 0, blob: None }
         } else {
             // A tracked file replaced by a directory, or a nested repository.
             continue;
