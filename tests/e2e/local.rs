@@ -113,3 +113,26 @@ fn the_file_set_of_a_checkout_is_what_git_status_sees() {
     std::fs::remove_file(co.join("crates/tasker-ctl/src/vendored.so")).unwrap();
     assert_eq!(world.keys_of_dir(&co)["tasker-ctl"], world.keys(&before)["tasker-ctl"]);
 }
+
+#[test]
+fn file_modes_of_a_checkout_are_read_as_git_records_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    let co = checkout(&world, "checkout", "main");
+    let commit_keys = |message: &str| {
+        git_in(&co, &["-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-q", "-am", message]);
+        let head = git_in(&co, &["rev-parse", "HEAD"]);
+        let output = world.key_from(co.to_str().unwrap(), head.trim(), &[]);
+        assert_ok(&output);
+        parse_keys(&output.stdout)
+    };
+    let main_rs = co.join("crates/tasker-ctl/src/main.rs");
+    let before = world.keys_of_dir(&co);
+    // Only the owner's execute bit makes a file 100755 in git.
+    std::fs::set_permissions(&main_rs, std::fs::Permissions::from_mode(0o654)).unwrap();
+    assert_eq!(world.keys_of_dir(&co), before);
+    std::fs::set_permissions(&main_rs, std::fs::Permissions::from_mode(0o744)).unwrap();
+    let executable = world.keys_of_dir(&co);
+    assert_ne!(executable["tasker-ctl"], before["tasker-ctl"]);
+    assert_eq!(executable, commit_keys("make main.rs executable"), "git records the same mode");
+}
