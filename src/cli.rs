@@ -46,12 +46,25 @@ pub enum Command {
     /// Restore a commit's artifacts from the cache into --out, never building: the CI
     /// restore step. Writes GitHub Actions outputs and a step summary when run there.
     Restore(RestoreArgs),
+    /// Work with the cache dir: move entries between machines as bundles.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Say why a target misses: compare its inputs with the closest stored entry.
+    Explain(ExplainArgs),
 }
 
-/// Where the source tree comes from.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Write one commit's cache entries (and with --with-source its git objects) to a bundle
+    /// file that `tbuild cache import` reads on another machine.
+    Export(ExportArgs),
+    /// Verify a bundle whole, then add its entries (and source) to this cache.
+    Import(ImportArgs),
+}
+
 #[derive(Debug, Args)]
-pub struct RevArgs {
-    /// Commit to use: a full SHA, a unique short SHA, a branch or a tag.
+pub struct ExportArgs {
+    /// Commit whose targets' entries to export (see `core --sha`).
     #[arg(long, value_name = "REV")]
     pub sha: String,
 
@@ -60,11 +73,103 @@ pub struct RevArgs {
     pub repo: String,
 
     /// Never touch the network: the commit must already be in the mirror.
+    #[arg(long, env = "TBUILD_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub offline: bool,
+
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+
+    /// Only these targets (comma-separated names); all of the recipe's by default. Every
+    /// one must be in the cache.
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub targets: Vec<String>,
+
+    /// Also pack the git objects of the commit, so that the importing machine can key (and
+    /// build) it without ever fetching.
     #[arg(long)]
+    pub with_source: bool,
+
+    /// The bundle file to write (replaced atomically).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Print what was exported as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A bundle written by `tbuild cache export`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Repository whose mirror receives the bundle's git objects; by default the one the
+    /// bundle was exported from. Give the URL you will pass to `core --repo`.
+    #[arg(long, value_name = "URL|PATH")]
+    pub repo: Option<String>,
+
+    /// Print what was imported as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("tree").required(true).args(["sha", "path"]))]
+pub struct ExplainArgs {
+    /// The target to explain.
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+
+    /// Commit to explain (see `core --sha`).
+    #[arg(long, value_name = "REV")]
+    pub sha: Option<String>,
+
+    /// A checkout on disk, as `core --path` would build it.
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+
+    /// Repository URL or local path (with --sha).
+    #[arg(long, env = "TBUILD_CORE_REPO", default_value = DEFAULT_REPO, value_name = "URL|PATH")]
+    pub repo: String,
+
+    /// Never touch the network (with --sha).
+    #[arg(long, env = "TBUILD_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub offline: bool,
+
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where the source tree comes from.
+#[derive(Debug, Args)]
+pub struct RevArgs {
+    /// Commit to use: a full SHA, a unique short SHA, a branch or a tag.
+    #[arg(long, value_name = "REV")]
+    pub sha: Option<String>,
+
+    /// Build a checkout on disk as it is instead of a commit: uncommitted changes and
+    /// untracked files that .gitignore does not cover included. Builds run in a copy under
+    /// the cache dir; the checkout itself is only read.
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+
+    /// Repository URL or local path, mirrored under the cache dir.
+    #[arg(long, env = "TBUILD_CORE_REPO", default_value = DEFAULT_REPO, value_name = "URL|PATH")]
+    pub repo: String,
+
+    /// Never touch the network: no fetch (the commit must already be in the mirror, or come
+    /// from an imported bundle), no remote cache, cargo offline.
+    #[arg(long, env = "TBUILD_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("tree").required(true).args(["sha", "path"]))]
 pub struct CoreArgs {
     #[command(flatten)]
     pub rev: RevArgs,
@@ -97,8 +202,9 @@ pub struct KeyArgs {
     #[arg(long, value_name = "REV")]
     pub sha: Option<String>,
 
-    /// A checkout on disk to key as it is (files ignored by .gitignore are left out).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["repo", "offline"])]
+    /// A checkout on disk to key as it is (what `git status` sees: tracked files as they are
+    /// on disk plus untracked files that .gitignore does not cover). --repo is not used.
+    #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,
 
     /// Repository URL or local path (with --sha).
@@ -106,7 +212,7 @@ pub struct KeyArgs {
     pub repo: String,
 
     /// Never touch the network (with --sha).
-    #[arg(long)]
+    #[arg(long, env = "TBUILD_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
 
     #[arg(long, value_name = "FILE")]
@@ -143,6 +249,7 @@ impl KeyArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("tree").required(true).args(["sha", "path"]))]
 #[command(after_help = "On a miss: without --fail-on-cache-miss the hits are published (the manifest marks the \
 misses `miss`) and tbuild exits 0 with cache-hit=false; with it, --out is left untouched and tbuild exits 9.")]
 pub struct RestoreArgs {

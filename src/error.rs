@@ -2,6 +2,7 @@
 //! The codes are documented in the README ("Exit codes"); keep them stable.
 
 use crate::build::BuildError;
+use crate::bundle::BundleError;
 use crate::cache::CacheError;
 use crate::publish::PublishError;
 use crate::recipe::RecipeError;
@@ -34,6 +35,8 @@ pub enum Error {
     CacheMiss { missed: Vec<String>, total: usize },
     #[error(transparent)]
     Github(#[from] crate::github::GithubError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
 }
 
 /// Exit codes; 2 is also what clap uses for a command line it cannot parse.
@@ -63,6 +66,7 @@ impl Error {
             Error::Usage(_) => exit::USAGE,
             Error::CacheMiss { .. } => exit::CACHE_MISS,
             Error::Github(_) => exit::INTERNAL,
+            Error::Bundle(_) => exit::CACHE,
         }
     }
 }

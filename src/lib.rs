@@ -8,10 +8,12 @@
 //! layout and `manifest.json`) -> [`report`].
 
 pub mod build;
+pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod explain;
 pub mod github;
 pub mod key;
 pub mod plan;
@@ -39,5 +41,8 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
         cli::Command::Key(args) => commands::key::run(args, &cache, &reporter, cli.verbose > 0),
         cli::Command::Recipe(args) => commands::recipe::run(args, &cache, &reporter),
         cli::Command::Restore(args) => commands::restore::run(args, &cache, &reporter),
+        cli::Command::Cache(cli::CacheCommand::Export(args)) => commands::bundle::export(args, &cache, &reporter),
+        cli::Command::Cache(cli::CacheCommand::Import(args)) => commands::bundle::import(args, &cache, &reporter),
+        cli::Command::Explain(args) => commands::explain::run(args, &cache, &reporter),
     }
 }

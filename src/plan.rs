@@ -19,6 +19,8 @@ pub struct PlannedTarget {
     pub key: String,
     pub inputs: Vec<KeyInput>,
     pub toolchain: String,
+    /// The values of the variables that fed the key (`None`: unset), sorted by name.
+    pub key_env: Vec<(String, Option<String>)>,
 }
 
 /// The recipe for `tree` (see [`find_recipe`]) and, when it needs one, the tree's cargo
@@ -66,7 +68,7 @@ pub fn plan(
             .collect();
         let toolchain = toolchain::target_fingerprint(&target, &fingerprints);
         let key = derive_key(tree, &inputs, &target, &toolchain, &key_env, memo)?;
-        planned.push(PlannedTarget { target, key: key.key, inputs: key.inputs, toolchain });
+        planned.push(PlannedTarget { target, key: key.key, inputs: key.inputs, toolchain, key_env });
     }
     Ok(planned)
 }

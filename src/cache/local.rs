@@ -102,7 +102,7 @@ impl LocalCache {
         write_atomic(&self.tmp_dir(), path, &bytes)
     }
 
-    /// Temp files a crashed or killed run left behind. A day old is far older than any write
+    /// Temp files (and import staging dirs) a crashed or killed run left behind. A day old is far older than any write
     /// in progress, so removing them cannot race a live writer.
     fn remove_stale_temp_files(&self) {
         let Ok(entries) = fs::read_dir(self.tmp_dir()) else { return };
@@ -111,7 +111,11 @@ impl LocalCache {
             let stale =
                 entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > day));
             if stale {
-                let _ = fs::remove_file(entry.path());
+                // Dirs too: the staging dir of an import that was killed.
+                let _ = match entry.file_type() {
+                    Ok(t) if t.is_dir() => fs::remove_dir_all(entry.path()),
+                    _ => fs::remove_file(entry.path()),
+                };
             }
         }
     }
@@ -251,6 +255,7 @@ mod tests {
             provenance: "abc".into(),
             toolchain: "rustc".into(),
             created_at: 0,
+            derivation: None,
         }
     }
 

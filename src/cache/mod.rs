@@ -6,6 +6,7 @@
 
 mod archive;
 mod atomic;
+mod derivation;
 mod local;
 mod memo;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use archive::{ArchiveFile, PackedArchive, UnpackLimits, pack, unpack};
 pub use atomic::{AtomicFile, write_atomic};
+pub use derivation::{INPUT_DIGEST_CHARS, InputLine, KeyDerivation};
 pub use local::{KeyLock, LocalCache, RECORD_FORMAT};
 pub use memo::BlobDigestMemo;
 
@@ -49,6 +51,10 @@ pub struct ActionRecord {
     pub toolchain: String,
     /// Seconds since the Unix epoch when the record was written.
     pub created_at: u64,
+    /// What else the key was derived from (recipe, env, inputs), for `tbuild explain`.
+    /// Absent in records written before it existed; such entries still hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derivation: Option<KeyDerivation>,
 }
 
 impl ActionRecord {

@@ -9,25 +9,25 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::load_commit;
+use super::load_tree;
 use crate::build::{BuildDirs, build_target, expand_env};
 use crate::cache::{
-    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT,
-    UnpackLimits, now_secs, pack, unpack,
+    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyDerivation, KeyLock, LocalCache,
+    RECORD_FORMAT, UnpackLimits, now_secs, pack, unpack,
 };
 use crate::cli::CoreArgs;
 use crate::error::Error;
 use crate::plan::{PlannedTarget, plan, recipe_and_workspace};
 use crate::publish::{Durations, Manifest, Staging, Status, TargetReport};
 use crate::report::{Phase, Reporter, human_bytes, human_duration};
-use crate::source::checkout;
+use crate::source::{checkout, repo_id};
 
 pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
     let started = Instant::now();
     let github = crate::github::GithubEnv::from_env();
     // Refuse a bad --out before any work.
     let staging = Staging::new(&args.out)?;
-    let loaded = load_commit(cache, &args.rev.repo, &args.rev.sha, args.rev.offline, &reporter)?;
+    let loaded = load_tree(cache, &args.rev, &reporter)?;
     let sha = loaded.tree.provenance();
     let key_started = Instant::now();
     let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
@@ -64,7 +64,8 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
 
     let mut failures = Vec::new();
     if !to_build.is_empty() {
-        let repo_dir = loaded.repo_dir.clone().expect("commits come from a mirror");
+        // A --path tree builds in a copy of its own, next to no mirror.
+        let repo_dir = loaded.repo_dir.clone().unwrap_or_else(|| cache.repo_dir(&repo_id(&loaded.repo_url)));
         let _work_lock = KeyLock::acquire(&repo_dir.join("work.lock"), || {
             reporter.info("waiting for another tbuild using the work dir")
         })?;
@@ -312,6 +313,7 @@ fn store(
         provenance: sha.to_string(),
         toolchain: p.toolchain.clone(),
         created_at: now_secs(),
+        derivation: Some(KeyDerivation::new(&p.target, &p.key_env, &p.inputs)),
     };
     cache.put(&record, &staged)?;
     Ok(())

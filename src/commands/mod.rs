@@ -1,6 +1,8 @@
 //! One file per subcommand: glue that runs the pipeline stages in order.
 
+pub mod bundle;
 pub mod core;
+pub mod explain;
 pub mod key;
 pub mod recipe;
 pub mod restore;
@@ -44,4 +46,13 @@ pub fn load_dir(path: &Path) -> Result<LoadedTree, Error> {
     let root = path.canonicalize().map_err(|source| crate::source::SourceError::Io { path: path.into(), source })?;
     let tree = Tree::from_dir(root.clone())?;
     Ok(LoadedTree { tree, repo_url: root.display().to_string(), repo_dir: None })
+}
+
+/// The tree of `core --sha` or `core --path`.
+pub fn load_tree(cache: &LocalCache, rev: &crate::cli::RevArgs, reporter: &Reporter) -> Result<LoadedTree, Error> {
+    match (&rev.sha, &rev.path) {
+        (None, Some(path)) => load_dir(path),
+        (Some(sha), None) => load_commit(cache, &rev.repo, sha, rev.offline, reporter),
+        _ => Err(Error::Usage("give exactly one of --sha and --path".into())),
+    }
 }

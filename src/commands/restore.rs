@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::core::{Stage, plural};
-use super::load_commit;
+use super::load_tree;
 use crate::cache::{BlobDigestMemo, LocalCache};
 use crate::cli::RestoreArgs;
 use crate::error::Error;
@@ -24,7 +24,7 @@ pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: &Reporter) -> Resul
     let github = GithubEnv::from_env();
     // Refuse a bad --out before any work.
     let staging = Staging::new(&args.out)?;
-    let loaded = load_commit(cache, &args.rev.repo, &args.rev.sha, args.rev.offline, reporter)?;
+    let loaded = load_tree(cache, &args.rev, reporter)?;
     let sha = loaded.tree.provenance();
     let key_started = Instant::now();
     let mut memo = BlobDigestMemo::load(&cache.memo_path())?;

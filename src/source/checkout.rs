@@ -9,6 +9,11 @@
 //!
 //! The state file is removed before the work dir is modified and written back (atomically)
 //! only when the checkout is complete, so a crash mid-way makes the next run start clean.
+//!
+//! A tree read from disk (`core --path`) is copied the same way, with the blake3 of each
+//! file's content standing in for the blob id: builds never run in the user's checkout, so
+//! its build products, `target/` and `node_modules/` stay the user's own, and a `--path`
+//! build is as incremental as a commit's.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -37,10 +42,9 @@ struct WrittenFile {
     mtime_ns: u128,
 }
 
-/// Brings `work` to the content of `tree` (a tree read from git). `state_dir` holds the
+/// Brings `work` to the content of `tree` (from git or from disk). `state_dir` holds the
 /// checkout state and must be outside `work`. Returns the number of files written.
 pub fn checkout(tree: &Tree, work: &Path, state_dir: &Path) -> Result<usize, SourceError> {
-    let (repo, commit) = tree.git().expect("checkouts are made from git trees");
     let state_path = state_dir.join(STATE_FILE);
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -66,12 +70,20 @@ pub fn checkout(tree: &Tree, work: &Path, state_dir: &Path) -> Result<usize, Sou
         remove_any(&full).map_err(io(&full))?;
         prune_empty_parents(&full, work);
     }
-    let mut next = CheckoutState { commit: commit.to_string(), files: BTreeMap::new() };
+    let mut next = CheckoutState { commit: tree.provenance(), files: BTreeMap::new() };
     let mut written = 0;
     for (path, entry) in tree.entries() {
         let full = work.join(path);
+        // A file read from disk is read once here: its digest decides, its bytes are written.
+        let mut content = None;
         let (id, mode) = match entry {
-            Entry::File { blob, .. } => (blob.expect("git entries have blob ids").to_string(), entry.mode()),
+            Entry::File { blob: Some(blob), .. } => (blob.to_string(), entry.mode()),
+            Entry::File { blob: None, .. } => {
+                let bytes = tree.read(path)?;
+                let id = format!("blake3:{}", blake3::hash(&bytes).to_hex());
+                content = Some(bytes);
+                (id, entry.mode())
+            }
             Entry::Symlink { target } => (format!("link:{target}"), entry.mode()),
         };
         if let Some(old) = previous.files.get(path)
@@ -87,11 +99,12 @@ pub fn checkout(tree: &Tree, work: &Path, state_dir: &Path) -> Result<usize, Sou
             fs::create_dir_all(parent).map_err(io(parent))?;
         }
         match entry {
-            Entry::File { executable, blob } => {
-                let blob = repo
-                    .find_blob(blob.expect("git entries have blob ids"))
-                    .map_err(|source| SourceError::Git { path: repo.path().into(), source })?;
-                fs::write(&full, blob.content()).map_err(io(&full))?;
+            Entry::File { executable, .. } => {
+                let bytes = match content {
+                    Some(bytes) => bytes,
+                    None => tree.read(path)?,
+                };
+                fs::write(&full, bytes).map_err(io(&full))?;
                 let perm = if *executable { 0o755 } else { 0o644 };
                 fs::set_permissions(&full, fs::Permissions::from_mode(perm)).map_err(io(&full))?;
             }

@@ -83,10 +83,12 @@ impl Mirror {
         if offline {
             return match self.lookup(rev)? {
                 Some(oid) => Ok(oid),
-                None => {
-                    Err(self
-                        .unknown(rev, " (the local mirror; --offline forbids fetching: run once without --offline)"))
-                }
+                None => Err(self.unknown(
+                    rev,
+                    " (the local mirror), and --offline (or TBUILD_OFFLINE) forbids fetching it. Either run once \
+                         without --offline while the network is up, or `tbuild cache import` a bundle that another \
+                         machine wrote with `tbuild cache export --sha <SHA> --with-source`",
+                )),
             };
         }
         self.fetch(progress, &REFSPECS)?;

@@ -6,6 +6,7 @@ mod checkout;
 mod disk_tree;
 mod git_tree;
 mod mirror;
+mod worktree;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -51,10 +52,15 @@ impl Tree {
         Ok(Tree { origin: Origin::Git { repo, commit }, entries })
     }
 
-    /// The files under `root` as they are, honouring `.gitignore` files so that build
-    /// products never become inputs.
+    /// The files under `root` as they are. At the root of a git checkout that is what
+    /// `git status` sees (tracked files still on disk plus untracked, unignored ones);
+    /// elsewhere every file that no `.gitignore` rule covers. Build products never become
+    /// inputs either way.
     pub fn from_dir(root: PathBuf) -> Result<Tree, SourceError> {
-        let entries = disk_tree::list(&root)?;
+        let entries = match worktree::open(&root) {
+            Some(repo) => worktree::list(&repo, &root)?,
+            None => disk_tree::list(&root)?,
+        };
         Ok(Tree { origin: Origin::Disk { root }, entries })
     }
 

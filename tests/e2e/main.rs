@@ -3,13 +3,16 @@
 
 mod support;
 
+mod bundles;
 mod ci_restore;
 mod ci_workflows;
 mod engine;
 mod errors;
+mod explain;
 mod faults;
 mod hostile;
 mod keys;
 mod languages;
+mod local;
 mod recipes;
 mod remote;
