@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use super::load_commit;
 use crate::build::{BuildDirs, build_target, expand_env};
+use crate::cache::remote::{TieredStore, Uploader};
 use crate::cache::{
-    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT, now_secs,
-    pack, unpack,
+    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, HitSource, KeyLock, LocalCache, RECORD_FORMAT,
+    now_secs, pack, unpack,
 };
 use crate::cli::CoreArgs;
 use crate::error::Error;
@@ -26,6 +27,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     let started = Instant::now();
     // Refuse a bad --out before any work.
     let staging = Staging::new(&args.out)?;
+    let store = TieredStore::open(cache, &args.remote, args.rev.offline, reporter.clone()).map_err(Error::Usage)?;
     let loaded = load_commit(cache, &args.rev.repo, &args.rev.sha, args.rev.offline, &reporter)?;
     let sha = loaded.tree.provenance();
     let key_started = Instant::now();
@@ -41,7 +43,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     memo.save()?;
     let key_ms = key_started.elapsed().as_millis() as u64;
 
-    let stage = Stage { cache, staging: &staging, reporter: &reporter, key_ms };
+    let stage = Stage { cache, store: &store, staging: &staging, reporter: &reporter, key_ms };
     let mut reports: BTreeMap<String, TargetReport> = BTreeMap::new();
     let mut misses = Vec::new();
     for p in &planned {
@@ -72,12 +74,12 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         reporter.info(&format!("checked out {sha} ({} written)", plural(written, "file")));
         let tracked = Arc::new(loaded.tree.entries().keys().cloned().collect());
         let dirs = BuildDirs { work, cargo_target: repo_dir.join("cargo-target"), tracked };
-        let results = build_all(to_build, dirs, cache, &sha, &reporter, args.jobs as usize, args.rev.offline);
+        let results = build_all(to_build, dirs, &store, &sha, &reporter, args.jobs as usize, args.rev.offline);
         for (p, result) in results {
             // A built target is published from the cache, exactly as a hit would be.
             let restored = result.and_then(|(build, pack)| Ok((stage.restore_built(&p)?, build, pack)));
             match restored {
-                Ok(((record, took), build, pack)) => {
+                Ok(((record, took, _), build, pack)) => {
                     let mut r = stage.report(&p, Status::Built, Some(&record), took, None);
                     r.durations_ms.build = build.as_millis() as u64;
                     r.durations_ms.pack = pack.as_millis() as u64;
@@ -104,6 +106,10 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         targets: reports,
     };
     staging.publish(&manifest)?;
+    // Uploads ran in the background of the builds; the run is not over until they are.
+    if let Some(remote) = store.finish()? {
+        reporter.info(&remote.to_string());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&manifest).expect("manifests serialise"));
     }
@@ -134,6 +140,8 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
 /// What restoring and reporting need from the run.
 struct Stage<'a> {
     cache: &'a LocalCache,
+    /// Where entries are looked up: the local cache, then the remote if there is one.
+    store: &'a dyn ArtifactStore,
     staging: &'a Staging,
     reporter: &'a Reporter,
     key_ms: u64,
@@ -142,14 +150,16 @@ struct Stage<'a> {
 impl Stage<'_> {
     /// Restores `p` if the cache has it and records the hit; `false` on a miss.
     fn restore_hit(&self, p: &PlannedTarget, reports: &mut BTreeMap<String, TargetReport>) -> Result<bool, Error> {
-        let Some((record, took)) = self.restore(p)? else { return Ok(false) };
-        self.reporter.done(&p.target.name, &restored_message(&record));
-        reports.insert(p.target.name.clone(), self.report(p, Status::Hit, Some(&record), took, None));
+        let Some((record, took, source)) = self.restore(p)? else { return Ok(false) };
+        self.reporter.done(&p.target.name, &restored_message(&record, source));
+        let mut report = self.report(p, Status::Hit, Some(&record), took, None);
+        report.source = source.as_str().into();
+        reports.insert(p.target.name.clone(), report);
         Ok(true)
     }
 
     /// Restores a target just built and stored.
-    fn restore_built(&self, p: &PlannedTarget) -> Result<(ActionRecord, Duration), Error> {
+    fn restore_built(&self, p: &PlannedTarget) -> Result<(ActionRecord, Duration, HitSource), Error> {
         let stored = self.restore(p)?;
         stored.ok_or_else(|| {
             let reason = "the entry just stored cannot be read back".into();
@@ -159,14 +169,14 @@ impl Stage<'_> {
 
     /// A cache hit restored into the staging dir, or `None` on a miss. Entries that fail a
     /// check are reported, dropped and treated as misses, so the target is rebuilt.
-    fn restore(&self, p: &PlannedTarget) -> Result<Option<(ActionRecord, Duration)>, Error> {
-        let (cache, staging, reporter) = (self.cache, self.staging, self.reporter);
+    fn restore(&self, p: &PlannedTarget) -> Result<Option<(ActionRecord, Duration, HitSource)>, Error> {
+        let (cache, staging, reporter) = (self.store, self.staging, self.reporter);
         let started = Instant::now();
         let name = &p.target.name;
         reporter.phase(name, Phase::Restore);
         let mut on_corrupt = |c: crate::cache::CorruptEntry| {
             let (path, reason) = (c.path.display(), c.reason);
-            reporter.warn(&format!("cache entry of {name} is corrupt ({path}: {reason}); dropped, rebuilding"));
+            reporter.warn(&format!("cache entry of {name} refused ({path}: {reason}); dropped, rebuilding"));
         };
         let Some(hit) = cache.get(&p.key, &mut on_corrupt)? else {
             return Ok(None);
@@ -181,7 +191,7 @@ impl Stage<'_> {
             }
         });
         match unpacked {
-            Ok(()) => Ok(Some((hit.record, started.elapsed()))),
+            Ok(()) => Ok(Some((hit.record, started.elapsed(), hit.source))),
             Err(err @ (CacheError::UnsafeEntry { .. } | CacheError::CorruptArchive { .. })) => {
                 reporter.warn(&format!("cache entry of {name} refused: {err}; dropped, rebuilding"));
                 cache.invalidate(&p.key, &hit.record.artifact_digest);
@@ -214,8 +224,9 @@ impl Stage<'_> {
     }
 }
 
-fn restored_message(record: &ActionRecord) -> String {
-    format!("restored ({}, {})", human_bytes(record.artifact_size), plural(record.files.len(), "file"))
+fn restored_message(record: &ActionRecord, source: HitSource) -> String {
+    let from = if source == HitSource::Remote { " from the remote cache" } else { "" };
+    format!("restored{from} ({}, {})", human_bytes(record.artifact_size), plural(record.files.len(), "file"))
 }
 
 /// `1 target`, `3 targets`.
@@ -229,7 +240,7 @@ type Built = Result<(Duration, Duration), Error>;
 fn build_all(
     targets: Vec<PlannedTarget>,
     dirs: BuildDirs,
-    cache: &LocalCache,
+    tiers: &TieredStore,
     sha: &str,
     reporter: &Arc<Reporter>,
     jobs: usize,
@@ -237,12 +248,14 @@ fn build_all(
 ) -> Vec<(PlannedTarget, Built)> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+    let (cache, uploads) = (tiers.local(), tiers.uploader());
     runtime.block_on(async {
         let permits = Arc::new(tokio::sync::Semaphore::new(jobs));
         let mut set = tokio::task::JoinSet::new();
         for (index, p) in targets.iter().cloned().enumerate() {
             let (permits, dirs, cache, reporter, sha) =
                 (permits.clone(), dirs.clone(), cache.clone(), reporter.clone(), sha.to_string());
+            let uploads = uploads.clone();
             reporter.phase(&p.target.name, Phase::Queued);
             set.spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("semaphore open");
@@ -257,7 +270,7 @@ fn build_all(
                     let built = build_target(&p.target, &env, &dirs, &log).await?;
                     reporter.phase(&p.target.name, Phase::Pack);
                     let pack_started = Instant::now();
-                    tokio::task::spawn_blocking(move || store(&p, built.files, built.duration, &cache, &sha))
+                    tokio::task::spawn_blocking(move || store(&p, built.files, built.duration, &cache, &uploads, &sha))
                         .await
                         .expect("pack task does not panic")?;
                     Ok((built.duration, pack_started.elapsed()))
@@ -281,6 +294,7 @@ fn store(
     files: BTreeMap<String, std::path::PathBuf>,
     took: Duration,
     cache: &LocalCache,
+    uploads: &Uploader,
     sha: &str,
 ) -> Result<(), Error> {
     let staged = cache.tmp_dir().join(format!("pack-{}.tar.zst", p.key));
@@ -299,5 +313,6 @@ fn store(
         created_at: now_secs(),
     };
     cache.put(&record, &staged)?;
+    uploads.upload(&record);
     Ok(())
 }
