@@ -176,7 +176,7 @@ impl Stage<'_> {
         reporter.phase(name, Phase::Restore);
         let mut on_corrupt = |c: crate::cache::CorruptEntry| {
             let (path, reason) = (c.path.display(), c.reason);
-            reporter.warn(&format!("cache entry of {name} refused ({path}: {reason}); dropped, rebuilding"));
+            reporter.warn(&format!("cache entry of {name} is corrupt ({path}: {reason}); dropped, rebuilding"));
         };
         let Some(hit) = cache.get(&p.key, &mut on_corrupt)? else {
             return Ok(None);

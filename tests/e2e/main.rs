@@ -10,3 +10,5 @@ mod keys;
 mod languages;
 mod recipes;
 mod remote;
+mod remote_cache;
+mod remote_servers;

@@ -228,6 +228,8 @@ impl Shared {
         let record_object = Object::Record(key.to_string());
         let mut refuse = |object: &Object, reason: String| {
             self.stats.lock().expect("stats lock").refused += 1;
+            // Reported once: the lookup under the key lock does not fetch it again.
+            self.misses.lock().expect("misses lock").insert(key.to_string());
             let path = PathBuf::from(format!("{}/{}", self.name, object.path()));
             on_corrupt(CorruptEntry { key: key.to_string(), path, reason });
             Ok(None)
