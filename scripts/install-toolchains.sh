@@ -4,7 +4,9 @@
 #   - Ruby + rake (the rake target kind), from Debian;
 #   - maturin (the maturin kind), from PyPI;
 #   - bun (the bun kind), from the npm registry;
-#   - clang, mold and protoc, which the built-in tasker-core recipe requires.
+#   - clang, mold and protoc, which the built-in tasker-core recipe requires;
+#   - servers the remote cache tests start on 127.0.0.1: nginx (WebDAV, Debian), moto's S3
+#     server (PyPI) and azurite's blob service (npm).
 # Each tool is checked to actually run afterwards. Safe to run again: present tools are kept.
 set -euo pipefail
 
@@ -27,6 +29,8 @@ have clang || apt_packages+=(clang)
 have mold || apt_packages+=(mold)
 have protoc || apt_packages+=(protobuf-compiler)
 dpkg -s libprotobuf-dev >/dev/null 2>&1 || apt_packages+=(libprotobuf-dev)
+# Remote cache tests: nginx with its WebDAV module (Debian builds it in); in /usr/sbin.
+[[ -x /usr/sbin/nginx ]] || have nginx || apt_packages+=(nginx)
 if [[ ${#apt_packages[@]} -gt 0 ]]; then
   log "apt-get install ${apt_packages[*]}"
   $SUDO apt-get update -qq
@@ -38,6 +42,16 @@ if ! have maturin; then
   python3 -m pip install --quiet 'maturin>=1.9,<2'
   hash -r
 fi
+if ! have moto_server; then
+  log "pip install moto[server]"
+  python3 -m pip install --quiet 'moto[server]>=5,<6'
+  hash -r
+fi
+if ! have azurite-blob; then
+  log "npm install -g azurite"
+  npm install -g --silent 'azurite@3'
+  hash -r
+fi
 if ! have bun; then
   log "npm install -g bun"
   npm install -g --silent 'bun@1'
@@ -45,7 +59,9 @@ if ! have bun; then
 fi
 
 # A tool that installed but does not run is as good as missing: fail here, not mid-test.
-for check in "ruby -v" "rake --version" "maturin -V" "bun --version" "cargo -V" "zstd -V" "clang --version" "mold --version" "protoc --version"; do
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+for check in "ruby -v" "rake --version" "maturin -V" "bun --version" "cargo -V" "zstd -V" "clang --version" "mold --version" "protoc --version" \
+  "$nginx_bin -v" "moto_server --help" "azurite-blob --version"; do
   if ! out=$($check 2>&1); then
     log "\`$check\` does not run after install: $out"
     exit 1

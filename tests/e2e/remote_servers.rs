@@ -415,11 +415,12 @@ fn twirp(request: &Request, state: &Mutex<TwirpState>, azurite_port: u16) -> (u1
         "FinalizeCacheEntryUpload" => {
             let size: Option<u64> = body["size_bytes"].as_str().and_then(|s| s.parse().ok());
             match state.entries.get_mut(key) {
-                Some(entry) if entry.0 == version && size.is_some() => {
+                // The blob must have been uploaded, whole, before the entry is finalized.
+                Some(entry) if entry.0 == version && size.is_some() && blob_size(azurite_port, &entry.1) == size => {
                     entry.2 = true;
                     (200, json!({ "ok": true, "entry_id": "42" }))
                 }
-                _ => twirp_error(404, "not_found", "no reserved entry (or size_bytes missing)"),
+                _ => twirp_error(404, "not_found", "no reserved entry with an uploaded blob of size_bytes"),
             }
         }
         "GetCacheEntryDownloadURL" => match state.entries.get(key) {
@@ -430,6 +431,16 @@ fn twirp(request: &Request, state: &Mutex<TwirpState>, azurite_port: u16) -> (u1
         },
         _ => twirp_error(404, "bad_route", "no such method"),
     }
+}
+
+/// The size of a blob in azurite, if it exists.
+fn blob_size(azurite_port: u16, blob: &str) -> Option<u64> {
+    let path = format!("/{AZURITE_ACCOUNT}/{CONTAINER}/{blob}?{}", account_sas());
+    let (status, response) = raw_request(azurite_port, "HEAD", &path, &[("x-ms-version", "2019-12-12")], b"");
+    let length = response
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()));
+    if status == 200 { length?.parse().ok() } else { None }
 }
 
 /// A blob name per key (any stable, URL-safe name does).
