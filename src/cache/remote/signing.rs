@@ -41,6 +41,10 @@ impl Signer {
         std::env::var("TBUILD_SIGNING_KEY").ok().filter(|k| !k.is_empty()).map(|k| Signer { key: k.into_bytes() })
     }
 
+    pub fn from_bytes(key: &[u8]) -> Signer {
+        Signer { key: key.to_vec() }
+    }
+
     fn mac(&self, key: &str, artifact_digest: &str) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         // Domain-separated and length-unambiguous: both fields are fixed-length hex, and the

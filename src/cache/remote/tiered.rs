@@ -382,3 +382,7 @@ fn digests(path: &Path) -> std::io::Result<(String, String, u64)> {
 fn is_hex64(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
+
+#[cfg(test)]
+#[path = "tiered_tests.rs"]
+mod tests;
