@@ -25,7 +25,8 @@ pub struct HttpBackend {
 }
 
 impl HttpBackend {
-    pub fn new(client: Client, timeout: Duration, url: &str) -> Result<HttpBackend, String> {
+    /// `token` (from `TBUILD_REMOTE_TOKEN`) wins over credentials in the URL.
+    pub fn new(client: Client, timeout: Duration, url: &str, token: Option<String>) -> Result<HttpBackend, String> {
         let mut base = Url::parse(url).map_err(|e| format!("--remote {url:?} is not a valid URL: {e}"))?;
         if base.query().is_some() || base.fragment().is_some() {
             return Err(format!("--remote {url:?}: a remote URL takes no query string or fragment"));
@@ -38,7 +39,7 @@ impl HttpBackend {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let auth = match std::env::var("TBUILD_REMOTE_TOKEN").ok().filter(|t| !t.is_empty()) {
+        let auth = match token.filter(|t| !t.is_empty()) {
             Some(token) => Auth::Bearer(token),
             None if !user.is_empty() || password.is_some() => Auth::Basic(user, password.unwrap_or_default()),
             None => Auth::None,
@@ -128,15 +129,13 @@ mod tests {
 
     #[test]
     fn credentials_leave_the_url_and_become_basic_auth() {
-        let client = Client::new();
-        let backend =
-            HttpBackend::new(client, Duration::from_secs(1), "https://ci:p%40ss@cache.example/tbuild").unwrap();
+        let url = "https://ci:p%40ss@cache.example/tbuild";
+        let backend = HttpBackend::new(Client::new(), Duration::from_secs(1), url, None).unwrap();
         assert_eq!(backend.display_url(), "https://cache.example/tbuild");
-        assert!(
-            matches!(&backend.auth, Auth::Basic(u, p) if u == "ci" && p == "p@ss")
-                || std::env::var("TBUILD_REMOTE_TOKEN").is_ok()
-        );
+        assert!(matches!(&backend.auth, Auth::Basic(u, p) if u == "ci" && p == "p@ss"));
         let request = backend.request(reqwest::Method::GET, &Object::Record("ab".into())).build().unwrap();
         assert_eq!(request.url().as_str(), "https://cache.example/tbuild/ac/ab");
+        let bearer = HttpBackend::new(Client::new(), Duration::from_secs(1), url, Some("t".into())).unwrap();
+        assert!(matches!(&bearer.auth, Auth::Bearer(t) if t == "t"), "a token wins over the URL's userinfo");
     }
 }

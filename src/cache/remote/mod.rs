@@ -161,7 +161,7 @@ pub fn open(args: &RemoteArgs, offline: bool) -> Result<Option<Remote>, String> 
         let backend = s3::S3Backend::new(client, timeout, rest, args.s3_endpoint.as_deref())?;
         Remote { name: format!("s3://{rest}"), backend: Box::new(backend) }
     } else if url.starts_with("http://") || url.starts_with("https://") {
-        let backend = http::HttpBackend::new(client, timeout, url)?;
+        let backend = http::HttpBackend::new(client, timeout, url, std::env::var("TBUILD_REMOTE_TOKEN").ok())?;
         Remote { name: backend.display_url(), backend: Box::new(backend) }
     } else {
         return Err(format!(
