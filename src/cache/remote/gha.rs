@@ -20,12 +20,12 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use reqwest::header::CONTENT_LENGTH;
-use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::transfer::{body, download, expect_success, send, status_error};
+use super::transfer::{Net, body, download, expect_success, send, status_error};
 use super::{BoxFuture, Object, Payload, REMOTE_FORMAT, RemoteError, RemoteResult, Stored};
 
 const SERVICE: &str = "github.actions.results.api.v1.CacheService";
@@ -35,8 +35,7 @@ const PUT_BLOB_LIMIT: u64 = 5000 * 1024 * 1024;
 const UPLOADS_PER_MINUTE: usize = 180;
 
 pub struct GhaBackend {
-    client: Client,
-    timeout: Duration,
+    net: Net,
     /// `$ACTIONS_RESULTS_URL` without a trailing `/`.
     service: String,
     token: String,
@@ -46,7 +45,7 @@ pub struct GhaBackend {
 }
 
 impl GhaBackend {
-    pub fn from_env(client: Client, timeout: Duration) -> Result<GhaBackend, String> {
+    pub fn from_env(net: Net) -> Result<GhaBackend, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let (Some(service), Some(token)) = (var("ACTIONS_RESULTS_URL"), var("ACTIONS_RUNTIME_TOKEN")) else {
             return Err(
@@ -58,8 +57,7 @@ action does) or use another --remote"
         };
         let version = hex(&Sha256::digest(format!("tbuild remote format {REMOTE_FORMAT}")));
         Ok(GhaBackend {
-            client,
-            timeout,
+            net,
             service: service.trim_end_matches('/').to_string(),
             token,
             version,
@@ -78,8 +76,8 @@ action does) or use another --remote"
     async fn rpc(&self, method: &str, request: Value) -> RemoteResult<Option<Value>> {
         let what = method.to_string();
         let url = format!("{}/twirp/{SERVICE}/{method}", self.service);
-        let request = self.client.post(url).bearer_auth(&self.token).timeout(self.timeout).json(&request);
-        let response = send(&what, request, self.timeout).await?;
+        let request = self.net.client.post(url).bearer_auth(&self.token).timeout(self.net.timeout).json(&request);
+        let response = send(&what, request, self.net.timeout).await?;
         if response.status() == StatusCode::CONFLICT {
             return Ok(None);
         }
@@ -146,8 +144,8 @@ impl super::RemoteBackend for GhaBackend {
             let Some(url) = str_field(&answer, "signed_download_url") else {
                 return Err(RemoteError::Garbage { what, reason: "ok without signed_download_url".into() });
             };
-            let response = send(&what, self.client.get(url), self.timeout).await?;
-            download(&what, response, dest, limit, self.timeout).await
+            let response = send(&what, self.net.client.get(url), self.net.timeout).await?;
+            download(&what, response, dest, limit, self.net.timeout).await
         })
     }
 
@@ -176,13 +174,15 @@ impl super::RemoteBackend for GhaBackend {
             };
             let (body, len) = body(&what, payload).await?;
             let request = self
-                .client
+                .net
+                .uploads
                 .put(url)
                 .header("x-ms-blob-type", "BlockBlob")
                 .header("x-ms-version", AZURE_VERSION)
                 .header(CONTENT_LENGTH, len)
                 .body(body);
-            expect_success(&what, send(&what, request, self.timeout).await?).await?;
+            let timeout = self.net.upload_timeout(len);
+            expect_success(&what, send(&what, request.timeout(timeout), timeout).await?).await?;
             let request = json!({ "key": key, "version": self.version, "size_bytes": len.to_string() });
             match self.rpc("FinalizeCacheEntryUpload", request).await? {
                 None => Ok(Stored::AlreadyThere),

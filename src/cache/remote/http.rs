@@ -2,10 +2,10 @@
 //! PUT`) speak: `GET`/`PUT`/`HEAD` of `<prefix>/ac/<key>` and `<prefix>/cas/<sha256>`.
 //! Auth is a bearer token (`TBUILD_REMOTE_TOKEN`) or basic auth from the URL's userinfo.
 
-use std::time::Duration;
-
 use reqwest::header::CONTENT_LENGTH;
-use reqwest::{Client, RequestBuilder, StatusCode, Url};
+use reqwest::{RequestBuilder, StatusCode, Url};
+
+use super::transfer::Net;
 
 use super::transfer::{body, download, expect_success, send, status_error};
 use super::{BoxFuture, Object, Payload, RemoteBackend, RemoteResult, Stored};
@@ -17,8 +17,7 @@ enum Auth {
 }
 
 pub struct HttpBackend {
-    client: Client,
-    timeout: Duration,
+    net: Net,
     /// Ends with `/`, no userinfo.
     base: Url,
     auth: Auth,
@@ -26,7 +25,7 @@ pub struct HttpBackend {
 
 impl HttpBackend {
     /// `token` (from `TBUILD_REMOTE_TOKEN`) wins over credentials in the URL.
-    pub fn new(client: Client, timeout: Duration, url: &str, token: Option<String>) -> Result<HttpBackend, String> {
+    pub fn new(net: Net, url: &str, token: Option<String>) -> Result<HttpBackend, String> {
         let mut base = Url::parse(url).map_err(|e| format!("--remote {url:?} is not a valid URL: {e}"))?;
         if base.query().is_some() || base.fragment().is_some() {
             return Err(format!("--remote {url:?}: a remote URL takes no query string or fragment"));
@@ -44,7 +43,7 @@ impl HttpBackend {
             None if !user.is_empty() || password.is_some() => Auth::Basic(user, password.unwrap_or_default()),
             None => Auth::None,
         };
-        Ok(HttpBackend { client, timeout, base, auth })
+        Ok(HttpBackend { net, base, auth })
     }
 
     /// The URL for messages: never the credentials.
@@ -54,7 +53,8 @@ impl HttpBackend {
 
     fn request(&self, method: reqwest::Method, object: &Object) -> RequestBuilder {
         let url = self.base.join(&object.path()).expect("object paths are plain");
-        let request = self.client.request(method, url);
+        let client = if method == reqwest::Method::PUT { &self.net.uploads } else { &self.net.client };
+        let request = client.request(method, url);
         match &self.auth {
             Auth::None => request,
             Auth::Bearer(token) => request.bearer_auth(token),
@@ -72,16 +72,16 @@ impl RemoteBackend for HttpBackend {
     ) -> BoxFuture<'a, RemoteResult<bool>> {
         Box::pin(async move {
             let what = format!("GET {}", object.path());
-            let response = send(&what, self.request(reqwest::Method::GET, object), self.timeout).await?;
-            download(&what, response, dest, limit, self.timeout).await
+            let response = send(&what, self.request(reqwest::Method::GET, object), self.net.timeout).await?;
+            download(&what, response, dest, limit, self.net.timeout).await
         })
     }
 
     fn exists<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, RemoteResult<bool>> {
         Box::pin(async move {
             let what = format!("HEAD {}", object.path());
-            let request = self.request(reqwest::Method::HEAD, object).timeout(self.timeout);
-            let response = send(&what, request, self.timeout).await?;
+            let request = self.request(reqwest::Method::HEAD, object).timeout(self.net.timeout);
+            let response = send(&what, request, self.net.timeout).await?;
             match response.status() {
                 status if status.is_success() => Ok(true),
                 StatusCode::NOT_FOUND => Ok(false),
@@ -95,7 +95,8 @@ impl RemoteBackend for HttpBackend {
             let what = format!("PUT {}", object.path());
             let (body, len) = body(&what, payload).await?;
             let request = self.request(reqwest::Method::PUT, object).header(CONTENT_LENGTH, len).body(body);
-            let response = send(&what, request, self.timeout).await?;
+            let timeout = self.net.upload_timeout(len);
+            let response = send(&what, request.timeout(timeout), timeout).await?;
             expect_success(&what, response).await?;
             Ok(Stored::Uploaded)
         })
@@ -125,17 +126,20 @@ fn percent_decode(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
     fn credentials_leave_the_url_and_become_basic_auth() {
         let url = "https://ci:p%40ss@cache.example/tbuild";
-        let backend = HttpBackend::new(Client::new(), Duration::from_secs(1), url, None).unwrap();
+        let net = Net::new(Duration::from_secs(1)).unwrap();
+        let backend = HttpBackend::new(net.clone(), url, None).unwrap();
         assert_eq!(backend.display_url(), "https://cache.example/tbuild");
         assert!(matches!(&backend.auth, Auth::Basic(u, p) if u == "ci" && p == "p@ss"));
         let request = backend.request(reqwest::Method::GET, &Object::Record("ab".into())).build().unwrap();
         assert_eq!(request.url().as_str(), "https://cache.example/tbuild/ac/ab");
-        let bearer = HttpBackend::new(Client::new(), Duration::from_secs(1), url, Some("t".into())).unwrap();
+        let bearer = HttpBackend::new(net, url, Some("t".into())).unwrap();
         assert!(matches!(&bearer.auth, Auth::Bearer(t) if t == "t"), "a token wins over the URL's userinfo");
     }
 }

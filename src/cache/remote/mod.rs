@@ -153,15 +153,15 @@ pub fn open(args: &RemoteArgs, offline: bool) -> Result<Option<Remote>, String> 
         return Ok(None);
     }
     let timeout = Duration::from_secs(args.remote_timeout.max(1));
-    let client = transfer::client(timeout).map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+    let net = transfer::Net::new(timeout).map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
     let remote = if url == "gha" {
-        let backend = gha::GhaBackend::from_env(client, timeout)?;
+        let backend = gha::GhaBackend::from_env(net)?;
         Remote { name: "gha".into(), backend: Box::new(backend) }
     } else if let Some(rest) = url.strip_prefix("s3://") {
-        let backend = s3::S3Backend::new(client, timeout, rest, args.s3_endpoint.as_deref())?;
+        let backend = s3::S3Backend::new(net, rest, args.s3_endpoint.as_deref())?;
         Remote { name: format!("s3://{rest}"), backend: Box::new(backend) }
     } else if url.starts_with("http://") || url.starts_with("https://") {
-        let backend = http::HttpBackend::new(client, timeout, url, std::env::var("TBUILD_REMOTE_TOKEN").ok())?;
+        let backend = http::HttpBackend::new(net, url, std::env::var("TBUILD_REMOTE_TOKEN").ok())?;
         Remote { name: backend.display_url(), backend: Box::new(backend) }
     } else {
         return Err(format!(

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use reqwest::header::CONTENT_LENGTH;
-use reqwest::{Client, StatusCode, Url};
+use reqwest::{StatusCode, Url};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
-use super::transfer::{body, download, expect_success, send, status_error};
+use super::transfer::{Net, body, download, expect_success, send, status_error};
 use super::{BoxFuture, Object, Payload, RemoteBackend, RemoteResult, Stored};
 
 /// How long a presigned URL stays valid: longer than any single transfer, short enough
@@ -18,8 +18,7 @@ use super::{BoxFuture, Object, Payload, RemoteBackend, RemoteResult, Stored};
 const PRESIGN: Duration = Duration::from_secs(3600);
 
 pub struct S3Backend {
-    client: Client,
-    timeout: Duration,
+    net: Net,
     bucket: Bucket,
     credentials: Credentials,
     /// `""` or `some/prefix/`.
@@ -28,7 +27,7 @@ pub struct S3Backend {
 
 impl S3Backend {
     /// `rest` is what follows `s3://`: `bucket` or `bucket/prefix`.
-    pub fn new(client: Client, timeout: Duration, rest: &str, endpoint: Option<&str>) -> Result<S3Backend, String> {
+    pub fn new(net: Net, rest: &str, endpoint: Option<&str>) -> Result<S3Backend, String> {
         let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if name.is_empty() {
             return Err("--remote s3://BUCKET/PREFIX needs a bucket name".into());
@@ -54,7 +53,7 @@ impl S3Backend {
             Some(token) => Credentials::new_with_token(key, secret, token),
             None => Credentials::new(key, secret),
         };
-        Ok(S3Backend { client, timeout, bucket, credentials, prefix })
+        Ok(S3Backend { net, bucket, credentials, prefix })
     }
 
     fn object_key(&self, object: &Object) -> String {
@@ -73,8 +72,8 @@ impl RemoteBackend for S3Backend {
             let what = format!("GET {}", object.path());
             let key = self.object_key(object);
             let url = self.bucket.get_object(Some(&self.credentials), &key).sign(PRESIGN);
-            let response = send(&what, self.client.get(url), self.timeout).await?;
-            download(&what, response, dest, limit, self.timeout).await
+            let response = send(&what, self.net.client.get(url), self.net.timeout).await?;
+            download(&what, response, dest, limit, self.net.timeout).await
         })
     }
 
@@ -83,7 +82,7 @@ impl RemoteBackend for S3Backend {
             let what = format!("HEAD {}", object.path());
             let key = self.object_key(object);
             let url = self.bucket.head_object(Some(&self.credentials), &key).sign(PRESIGN);
-            let response = send(&what, self.client.head(url).timeout(self.timeout), self.timeout).await?;
+            let response = send(&what, self.net.client.head(url).timeout(self.net.timeout), self.net.timeout).await?;
             match response.status() {
                 status if status.is_success() => Ok(true),
                 StatusCode::NOT_FOUND => Ok(false),
@@ -98,8 +97,9 @@ impl RemoteBackend for S3Backend {
             let key = self.object_key(object);
             let url = self.bucket.put_object(Some(&self.credentials), &key).sign(PRESIGN);
             let (body, len) = body(&what, payload).await?;
-            let response =
-                send(&what, self.client.put(url).header(CONTENT_LENGTH, len).body(body), self.timeout).await?;
+            let timeout = self.net.upload_timeout(len);
+            let request = self.net.uploads.put(url).header(CONTENT_LENGTH, len).body(body).timeout(timeout);
+            let response = send(&what, request, timeout).await?;
             expect_success(&what, response).await?;
             Ok(Stored::Uploaded)
         })

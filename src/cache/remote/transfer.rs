@@ -9,15 +9,33 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Payload, RemoteError, RemoteResult};
 
-/// The client every backend uses. The connect timeout bounds a dead host; the read timeout
-/// bounds a server that accepts and never answers (or stalls mid-transfer) without capping
-/// how long a large archive may take while it is moving.
-pub fn client(timeout: Duration) -> reqwest::Result<Client> {
-    Client::builder()
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .user_agent(concat!("tbuild/", env!("CARGO_PKG_VERSION")))
-        .build()
+/// Slowest upload rate still worth waiting for, to bound uploads (see [`Net::upload_timeout`]).
+const SLOWEST_UPLOAD: u64 = 256 * 1024;
+
+/// The HTTP clients every backend uses. The connect timeout bounds a dead host. `client`'s
+/// read timeout bounds a server that accepts and never answers, or stalls mid-download,
+/// without capping how long a large archive may take while it moves. reqwest counts that
+/// timeout from the start of the request until the response headers, which for an upload
+/// includes sending the body: uploads go through `uploads`, bounded per request instead.
+#[derive(Clone)]
+pub struct Net {
+    pub client: Client,
+    pub uploads: Client,
+    pub timeout: Duration,
+}
+
+impl Net {
+    pub fn new(timeout: Duration) -> reqwest::Result<Net> {
+        let builder =
+            || Client::builder().connect_timeout(timeout).user_agent(concat!("tbuild/", env!("CARGO_PKG_VERSION")));
+        Ok(Net { client: builder().read_timeout(timeout).build()?, uploads: builder().build()?, timeout })
+    }
+
+    /// How long an upload of `size` bytes may take: the timeout, plus the time it takes at
+    /// a rate slow enough that only a stuck server is slower.
+    pub fn upload_timeout(&self, size: u64) -> Duration {
+        self.timeout + Duration::from_secs(size / SLOWEST_UPLOAD)
+    }
 }
 
 /// Sends `request`, turning transport failures into [`RemoteError`]s. Any status is returned.
@@ -108,4 +126,54 @@ pub async fn body(what: &str, payload: &Payload) -> RemoteResult<(reqwest::Body,
 /// A 2xx is success; anything else is an error.
 pub async fn expect_success(what: &str, response: Response) -> RemoteResult<()> {
     if response.status().is_success() { Ok(()) } else { Err(status_error(what, response).await) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A server that takes 2 s to read a 1 MiB body, longer than the 1 s timeout: an upload
+    /// that keeps moving must not be cut off by the timeout meant for silent servers.
+    #[test]
+    fn a_slow_upload_outlives_the_idle_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0u8; length];
+            for chunk in body.chunks_mut(length / 8) {
+                std::thread::sleep(Duration::from_millis(250));
+                reader.read_exact(chunk).unwrap();
+            }
+            let mut stream = stream;
+            stream.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+            body.len()
+        });
+        let net = Net::new(Duration::from_secs(1)).unwrap();
+        let payload = Payload::Bytes(vec![7u8; 1024 * 1024]);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let status = runtime.block_on(async {
+            let (body, len) = body("PUT x", &payload).await.unwrap();
+            let request = net.uploads.put(format!("http://127.0.0.1:{port}/x")).body(body);
+            let timeout = net.upload_timeout(len);
+            send("PUT x", request.timeout(timeout), timeout).await.map(|r| r.status().as_u16())
+        });
+        assert_eq!(status.unwrap(), 201);
+        assert_eq!(server.join().unwrap(), 1024 * 1024);
+    }
 }
