@@ -158,7 +158,7 @@ pub fn open(args: &RemoteArgs, offline: bool) -> Result<Option<Remote>, String> 
         let backend = gha::GhaBackend::from_env(net)?;
         Remote { name: "gha".into(), backend: Box::new(backend) }
     } else if let Some(rest) = url.strip_prefix("s3://") {
-        let backend = s3::S3Backend::new(net, rest, args.s3_endpoint.as_deref())?;
+        let backend = s3::S3Backend::new(net, rest, args.s3_endpoint.as_deref(), |name| std::env::var(name).ok())?;
         Remote { name: format!("s3://{rest}"), backend: Box::new(backend) }
     } else if url.starts_with("http://") || url.starts_with("https://") {
         let backend = http::HttpBackend::new(net, url, std::env::var("TBUILD_REMOTE_TOKEN").ok())?;

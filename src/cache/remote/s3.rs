@@ -26,15 +26,21 @@ pub struct S3Backend {
 }
 
 impl S3Backend {
-    /// `rest` is what follows `s3://`: `bucket` or `bucket/prefix`.
-    pub fn new(net: Net, rest: &str, endpoint: Option<&str>) -> Result<S3Backend, String> {
+    /// `rest` is what follows `s3://`: `bucket` or `bucket/prefix`; `env` reads the AWS
+    /// environment variables.
+    pub fn new(
+        net: Net,
+        rest: &str,
+        endpoint: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<S3Backend, String> {
         let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if name.is_empty() {
             return Err("--remote s3://BUCKET/PREFIX needs a bucket name".into());
         }
         let prefix = prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let var = |name: &str| env(name).filter(|v| !v.is_empty());
         let region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into());
         let (endpoint, style) = match endpoint.filter(|e| !e.is_empty()) {
             Some(endpoint) => (endpoint.to_string(), UrlStyle::Path),
@@ -73,6 +79,12 @@ impl RemoteBackend for S3Backend {
             let key = self.object_key(object);
             let url = self.bucket.get_object(Some(&self.credentials), &key).sign(PRESIGN);
             let response = send(&what, self.net.client.get(url), self.net.timeout).await?;
+            if response.status() == StatusCode::FORBIDDEN {
+                return match status_error(&what, response).await {
+                    err if access_denied(&err) => Ok(false),
+                    err => Err(err),
+                };
+            }
             download(&what, response, dest, limit, self.net.timeout).await
         })
     }
@@ -85,7 +97,9 @@ impl RemoteBackend for S3Backend {
             let response = send(&what, self.net.client.head(url).timeout(self.net.timeout), self.net.timeout).await?;
             match response.status() {
                 status if status.is_success() => Ok(true),
-                StatusCode::NOT_FOUND => Ok(false),
+                // A HEAD answer has no body to tell AccessDenied from bad credentials; the
+                // PUT that follows will say.
+                StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => Ok(false),
                 _ => Err(status_error(&what, response).await),
             }
         })
@@ -103,5 +117,44 @@ impl RemoteBackend for S3Backend {
             expect_success(&what, response).await?;
             Ok(Stored::Uploaded)
         })
+    }
+}
+
+/// S3 answers a missing object with 403 AccessDenied instead of 404 when the credentials may
+/// not list the bucket: that is a miss. Bad credentials have codes of their own
+/// (InvalidAccessKeyId, SignatureDoesNotMatch) and stay errors.
+fn access_denied(err: &super::RemoteError) -> bool {
+    matches!(err, super::RemoteError::Status { status: 403, body, .. } if body.contains("<Code>AccessDenied</Code>"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::remote::RemoteError;
+
+    fn forbidden(code: &str) -> RemoteError {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?> <Error><Code>{code}</Code><Message>x</Message></Error>"
+        );
+        RemoteError::Status { what: "GET ac/k".into(), status: 403, body, retry_after: None }
+    }
+
+    #[test]
+    fn access_denied_is_a_miss_but_bad_credentials_are_not() {
+        assert!(access_denied(&forbidden("AccessDenied")));
+        assert!(!access_denied(&forbidden("SignatureDoesNotMatch")));
+        assert!(!access_denied(&forbidden("InvalidAccessKeyId")));
+    }
+
+    #[test]
+    fn custom_endpoints_are_path_style_with_the_prefix() {
+        let net = Net::new(Duration::from_secs(1)).unwrap();
+        let endpoint = Some("http://127.0.0.1:9000");
+        let missing = S3Backend::new(net.clone(), "bucket", endpoint, |_| None).err().unwrap();
+        assert!(missing.contains("AWS_ACCESS_KEY_ID"), "{missing}");
+        let env = |name: &str| name.starts_with("AWS_").then(|| "x".to_string());
+        let backend = S3Backend::new(net, "bucket/ci/tasker/", endpoint, env).unwrap();
+        assert_eq!(backend.object_key(&Object::Record("k".into())), "ci/tasker/ac/k");
+        assert_eq!(backend.bucket.object_url("x").as_str(), "http://127.0.0.1:9000/bucket/x");
     }
 }
