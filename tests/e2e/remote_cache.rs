@@ -284,3 +284,24 @@ fn offline_uses_no_remote() {
     assert_eq!(outcomes(&manifest(&output)), all("tasker-ctl", "hit/local"));
     assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[test]
+fn failed_uploads_warn_once_or_fail_with_remote_required() {
+    let world = World::new();
+    let server = FaultyServer::start(Fault::RefusesUploads);
+    let remote = ["--remote", &server.url()];
+    let output = run(&world, "cache-a", "out-a", BINARIES, &remote, &[]);
+    assert_eq!(outcomes(&manifest(&output)), all(BINARIES, "built/build"));
+    assert_eq!(warnings(&output).len(), 1, "{}", stderr(&output));
+    assert!(warnings(&output)[0].contains("HTTP 507"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("0 uploaded, 0 already there, 3 not uploaded"), "{}", stderr(&output));
+
+    let required =
+        run(&world, "cache-b", "out-b", "tasker-ctl", &["--remote", &server.url(), "--remote-required"], &[]);
+    assert_eq!(required.status.code(), Some(7), "{}", stderr(&required));
+    assert!(stderr(&required).contains("--remote-required is set") && stderr(&required).contains("HTTP 507"));
+    assert!(
+        world.out("out-b").join("manifest.json").is_file(),
+        "the build's outputs are published before the upload error"
+    );
+}

@@ -206,6 +206,8 @@ pub enum Fault {
     Hangs,
     /// Answers 404 to the first N requests, then stops listening (a remote killed mid-run).
     DiesAfter(usize),
+    /// Lookups miss (404); uploads get a 507 (a full disk).
+    RefusesUploads,
 }
 
 /// A mini HTTP server on a thread; `requests` counts what it saw.
@@ -237,6 +239,12 @@ impl FaultyServer {
                         respond(&mut stream, 500, "text/plain", b"internal error");
                     }
                     Fault::Hangs => held.push(stream),
+                    Fault::RefusesUploads => {
+                        let put = read_request(&mut stream).is_some_and(|r| r.method == "PUT");
+                        let (status, body): (u16, &[u8]) =
+                            if put { (507, b"insufficient storage") } else { (404, b"") };
+                        respond(&mut stream, status, "text/plain", body);
+                    }
                     Fault::DiesAfter(limit) => {
                         let _ = read_request(&mut stream);
                         respond(&mut stream, 404, "text/plain", b"not found");
