@@ -6,6 +6,8 @@
 #   - bun (the bun kind), from the npm registry;
 #   - clang, mold and protoc, which the built-in tasker-core recipe requires;
 #   - node, which runs the cache-env JavaScript action in the tests.
+#   - servers the remote cache tests start on 127.0.0.1: nginx (WebDAV, Debian), moto's S3
+#     server (PyPI) and azurite's blob service (npm).
 # Each tool is checked to actually run afterwards. Safe to run again: present tools are kept.
 set -euo pipefail
 
@@ -32,6 +34,8 @@ dpkg -s libprotobuf-dev >/dev/null 2>&1 || apt_packages+=(libprotobuf-dev)
 have node || apt_packages+=(nodejs)
 # bun comes from the npm registry (below); Debian ships npm apart from nodejs.
 have bun || have npm || apt_packages+=(npm)
+# Remote cache tests: nginx with its WebDAV module (Debian builds it in); in /usr/sbin.
+[[ -x /usr/sbin/nginx ]] || have nginx || apt_packages+=(nginx)
 if [[ ${#apt_packages[@]} -gt 0 ]]; then
   log "apt-get install ${apt_packages[*]}"
   $SUDO apt-get update -qq
@@ -43,6 +47,16 @@ if ! have maturin; then
   python3 -m pip install --quiet 'maturin>=1.9,<2'
   hash -r
 fi
+if ! have moto_server; then
+  log "pip install moto[server]"
+  python3 -m pip install --quiet 'moto[server]>=5,<6'
+  hash -r
+fi
+if ! have azurite-blob; then
+  log "npm install -g azurite"
+  npm install -g --silent 'azurite@3'
+  hash -r
+fi
 if ! have bun; then
   log "npm install -g bun"
   npm install -g --silent 'bun@1'
@@ -50,7 +64,9 @@ if ! have bun; then
 fi
 
 # A tool that installed but does not run is as good as missing: fail here, not mid-test.
-for check in "ruby -v" "rake --version" "maturin -V" "bun --version" "cargo -V" "zstd -V" "clang --version" "mold --version" "protoc --version" "node --version"; do
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+for check in "ruby -v" "rake --version" "maturin -V" "bun --version" "cargo -V" "zstd -V" "clang --version" "mold --version" "protoc --version" \
+  "node --version" "$nginx_bin -v" "moto_server --help" "azurite-blob --version"; do
   if ! out=$($check 2>&1); then
     log "\`$check\` does not run after install: $out"
     exit 1

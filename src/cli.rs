@@ -193,6 +193,9 @@ pub struct CoreArgs {
     /// Print the run's summary (the manifest) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +259,9 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub rev: RevArgs,
 
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+
     /// Recipe file to use instead of the repository's tbuild.toml or the built-in recipe.
     #[arg(long, value_name = "FILE")]
     pub recipe: Option<PathBuf>,
@@ -275,4 +281,32 @@ pub struct RestoreArgs {
     /// Print the run's summary (the manifest) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A remote cache shared by machines, under the local one (`core`, and any command that
+/// looks entries up). See the README's "Remote caches" section.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RemoteArgs {
+    /// Remote cache: http(s)://[user:pass@]host/prefix (bazel-remote, WebDAV),
+    /// s3://bucket/prefix, or gha (the GitHub Actions cache).
+    #[arg(long, env = "TBUILD_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
+
+    /// Endpoint of an S3-compatible store (MinIO, R2, Ceph...), addressed path-style;
+    /// without it, AWS S3 in AWS_REGION.
+    #[arg(long, env = "TBUILD_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// A remote that fails is an error (exit 7) instead of a warning and a local build.
+    #[arg(long, env = "TBUILD_REMOTE_REQUIRED")]
+    pub remote_required: bool,
+
+    /// Restore from the remote but never upload (untrusted runs: pull requests from forks).
+    #[arg(long, env = "TBUILD_REMOTE_READ_ONLY")]
+    pub remote_read_only: bool,
+
+    /// Seconds a remote may stay silent (connecting, or between bytes) before the request
+    /// is abandoned.
+    #[arg(long, env = "TBUILD_REMOTE_TIMEOUT", default_value_t = 10, value_name = "SECS")]
+    pub remote_timeout: u64,
 }

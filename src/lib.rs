@@ -35,12 +35,16 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
             "no cache dir: HOME and XDG_CACHE_HOME are not set; set TBUILD_CACHE_DIR (or pass --cache-dir DIR)".into(),
         )
     })?;
+    // Absolute, because builds run cargo in other dirs with paths under the cache dir
+    // (CARGO_TARGET_DIR): a relative one would point somewhere else for them.
+    let cache_dir = std::path::absolute(&cache_dir)
+        .map_err(|err| Error::Usage(format!("cache dir {}: {err}", cache_dir.display())))?;
     let cache = cache::LocalCache::open(&cache_dir)?;
     match &cli.command {
         cli::Command::Core(args) => commands::core::run(args, &cache, reporter),
         cli::Command::Key(args) => commands::key::run(args, &cache, &reporter, cli.verbose > 0),
         cli::Command::Recipe(args) => commands::recipe::run(args, &cache, &reporter),
-        cli::Command::Restore(args) => commands::restore::run(args, &cache, &reporter),
+        cli::Command::Restore(args) => commands::restore::run(args, &cache, reporter),
         cli::Command::Cache(cli::CacheCommand::Export(args)) => commands::bundle::export(args, &cache, &reporter),
         cli::Command::Cache(cli::CacheCommand::Import(args)) => commands::bundle::import(args, &cache, &reporter),
         cli::Command::Explain(args) => commands::explain::run(args, &cache, &reporter),

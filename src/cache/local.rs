@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::archive::digest_file;
 use super::atomic::{sync_dir, write_atomic};
-use super::{ActionRecord, ArtifactStore, CacheError, CacheHit, CorruptEntry, LAYOUT_VERSION};
+use super::{ActionRecord, ArtifactStore, CacheError, CacheHit, CorruptEntry, HitSource, LAYOUT_VERSION};
 
 /// Format of action records written by this tbuild.
 pub const RECORD_FORMAT: u32 = 1;
@@ -166,7 +166,7 @@ impl ArtifactStore for LocalCache {
         let blob = self.blob_path(&record.artifact_digest);
         let reason = match digest_file(&blob) {
             Ok(actual) if actual.to_hex().as_str() == record.artifact_digest => {
-                return Ok(Some(CacheHit { record, archive: blob }));
+                return Ok(Some(CacheHit { record, archive: blob, source: HitSource::Local }));
             }
             Ok(actual) => format!("archive digest is {}, its record says {}", actual.to_hex(), record.artifact_digest),
             Err(err) if err.kind() == ErrorKind::NotFound => "its archive is missing".to_string(),

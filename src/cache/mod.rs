@@ -9,6 +9,7 @@ mod atomic;
 mod derivation;
 mod local;
 mod memo;
+pub mod remote;
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,24 @@ pub const LAYOUT_VERSION: u32 = 1;
 pub struct CacheHit {
     pub record: ActionRecord,
     pub archive: PathBuf,
+    /// Which tier had it (a remote hit is copied into the local cache before it is returned).
+    pub source: HitSource,
+}
+
+/// Where a hit came from, for the manifest's `source` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitSource {
+    Local,
+    Remote,
+}
+
+impl HitSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HitSource::Local => "local",
+            HitSource::Remote => "remote",
+        }
+    }
 }
 
 /// The action record of one key (`v1/actions/<kk>/<key>.json`).
@@ -117,6 +136,9 @@ pub enum CacheError {
         "cache {path} has format {found}, newer than this tbuild understands ({supported}); upgrade tbuild or use another --cache-dir"
     )]
     NewerFormat { path: PathBuf, found: u32, supported: u32 },
+    /// Only with `--remote-required`: otherwise a failing remote is warned about and skipped.
+    #[error("remote cache {remote} failed and --remote-required is set: {message}")]
+    Remote { remote: String, message: String },
 }
 
 /// What to do about the i/o errors a user can fix.

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::load_tree;
 use crate::build::{BuildDirs, build_target, expand_env};
+use crate::cache::remote::{TieredStore, Uploader};
 use crate::cache::{
-    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyDerivation, KeyLock, LocalCache,
+    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, HitSource, KeyDerivation, KeyLock, LocalCache,
     RECORD_FORMAT, UnpackLimits, now_secs, pack, unpack,
 };
 use crate::cli::CoreArgs;
@@ -27,6 +28,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     let github = crate::github::GithubEnv::from_env();
     // Refuse a bad --out before any work.
     let staging = Staging::new(&args.out)?;
+    let store = TieredStore::open(cache, &args.remote, args.rev.offline, reporter.clone()).map_err(Error::Usage)?;
     let loaded = load_tree(cache, &args.rev, &reporter)?;
     let sha = loaded.tree.provenance();
     let key_started = Instant::now();
@@ -42,7 +44,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     memo.save()?;
     let key_ms = key_started.elapsed().as_millis() as u64;
 
-    let stage = Stage { cache, staging: &staging, reporter: &reporter, key_ms };
+    let stage = Stage { cache, store: &store, staging: &staging, reporter: &reporter, key_ms };
     let mut reports: BTreeMap<String, TargetReport> = BTreeMap::new();
     let mut misses = Vec::new();
     for p in &planned {
@@ -74,13 +76,13 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         reporter.info(&format!("checked out {sha} ({} written)", plural(written, "file")));
         let tracked = Arc::new(loaded.tree.entries().keys().cloned().collect());
         let dirs = BuildDirs { work, cargo_target: repo_dir.join("cargo-target"), tracked };
-        let results = build_all(to_build, dirs, cache, &sha, &reporter, args.jobs as usize, args.rev.offline);
+        let results = build_all(to_build, dirs, &store, &sha, &reporter, args.jobs as usize, args.rev.offline);
         for (p, result) in results {
             github.log_group(&p.target.name, &cache.log_path(&p.target.name, &p.key));
             // A built target is published from the cache, exactly as a hit would be.
             let restored = result.and_then(|(build, pack)| Ok((stage.restore_built(&p)?, build, pack)));
             match restored {
-                Ok(((record, took), build, pack)) => {
+                Ok(((record, took, _), build, pack)) => {
                     let mut r = stage.report(&p, Status::Built, Some(&record), took, None);
                     r.durations_ms.build = build.as_millis() as u64;
                     r.durations_ms.pack = pack.as_millis() as u64;
@@ -107,6 +109,10 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         targets: reports,
     };
     staging.publish(&manifest)?;
+    // Uploads ran in the background of the builds; the run is not over until they are.
+    if let Some(remote) = store.finish()? {
+        reporter.info(&remote.to_string());
+    }
     github.write_outputs(&crate::github::run_outputs(&manifest))?;
     github.write_summary(&crate::github::run_summary("core", &manifest))?;
     if args.json {
@@ -139,6 +145,8 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
 /// What restoring and reporting need from the run; `tbuild restore` looks up through it too.
 pub(super) struct Stage<'a> {
     pub(super) cache: &'a LocalCache,
+    /// Where entries are looked up: the local cache, then the remote if there is one.
+    pub(super) store: &'a dyn ArtifactStore,
     pub(super) staging: &'a Staging,
     pub(super) reporter: &'a Reporter,
     pub(super) key_ms: u64,
@@ -151,14 +159,16 @@ impl Stage<'_> {
         p: &PlannedTarget,
         reports: &mut BTreeMap<String, TargetReport>,
     ) -> Result<bool, Error> {
-        let Some((record, took)) = self.restore(p)? else { return Ok(false) };
-        self.reporter.done(&p.target.name, &restored_message(&record));
-        reports.insert(p.target.name.clone(), self.report(p, Status::Hit, Some(&record), took, None));
+        let Some((record, took, source)) = self.restore(p)? else { return Ok(false) };
+        self.reporter.done(&p.target.name, &restored_message(&record, source));
+        let mut report = self.report(p, Status::Hit, Some(&record), took, None);
+        report.source = source.as_str().into();
+        reports.insert(p.target.name.clone(), report);
         Ok(true)
     }
 
     /// Restores a target just built and stored.
-    fn restore_built(&self, p: &PlannedTarget) -> Result<(ActionRecord, Duration), Error> {
+    fn restore_built(&self, p: &PlannedTarget) -> Result<(ActionRecord, Duration, HitSource), Error> {
         let stored = self.restore(p)?;
         stored.ok_or_else(|| {
             let reason = "the entry just stored cannot be read back".into();
@@ -168,8 +178,8 @@ impl Stage<'_> {
 
     /// A cache hit restored into the staging dir, or `None` on a miss. Entries that fail a
     /// check are reported, dropped and treated as misses, so the target is rebuilt.
-    fn restore(&self, p: &PlannedTarget) -> Result<Option<(ActionRecord, Duration)>, Error> {
-        let (cache, staging, reporter) = (self.cache, self.staging, self.reporter);
+    fn restore(&self, p: &PlannedTarget) -> Result<Option<(ActionRecord, Duration, HitSource)>, Error> {
+        let (cache, staging, reporter) = (self.store, self.staging, self.reporter);
         let started = Instant::now();
         let name = &p.target.name;
         reporter.phase(name, Phase::Restore);
@@ -191,7 +201,7 @@ impl Stage<'_> {
             }
         });
         match unpacked {
-            Ok(()) => Ok(Some((hit.record, started.elapsed()))),
+            Ok(()) => Ok(Some((hit.record, started.elapsed(), hit.source))),
             Err(err @ (CacheError::UnsafeEntry { .. } | CacheError::CorruptArchive { .. })) => {
                 reporter.warn(&format!("cache entry of {name} refused: {err}; dropped, rebuilding"));
                 // An unsafe entry is unsafe under any record; a mismatch only blames this one.
@@ -230,8 +240,9 @@ impl Stage<'_> {
     }
 }
 
-fn restored_message(record: &ActionRecord) -> String {
-    format!("restored ({}, {})", human_bytes(record.artifact_size), plural(record.files.len(), "file"))
+fn restored_message(record: &ActionRecord, source: HitSource) -> String {
+    let from = if source == HitSource::Remote { " from the remote cache" } else { "" };
+    format!("restored{from} ({}, {})", human_bytes(record.artifact_size), plural(record.files.len(), "file"))
 }
 
 /// `1 target`, `3 targets`.
@@ -245,7 +256,7 @@ type Built = Result<(Duration, Duration), Error>;
 fn build_all(
     targets: Vec<PlannedTarget>,
     dirs: BuildDirs,
-    cache: &LocalCache,
+    tiers: &TieredStore,
     sha: &str,
     reporter: &Arc<Reporter>,
     jobs: usize,
@@ -253,12 +264,14 @@ fn build_all(
 ) -> Vec<(PlannedTarget, Built)> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+    let (cache, uploads) = (tiers.local(), tiers.uploader());
     runtime.block_on(async {
         let permits = Arc::new(tokio::sync::Semaphore::new(jobs));
         let mut set = tokio::task::JoinSet::new();
         for (index, p) in targets.iter().cloned().enumerate() {
             let (permits, dirs, cache, reporter, sha) =
                 (permits.clone(), dirs.clone(), cache.clone(), reporter.clone(), sha.to_string());
+            let uploads = uploads.clone();
             reporter.phase(&p.target.name, Phase::Queued);
             set.spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("semaphore open");
@@ -273,7 +286,7 @@ fn build_all(
                     let built = build_target(&p.target, &env, &dirs, &log).await?;
                     reporter.phase(&p.target.name, Phase::Pack);
                     let pack_started = Instant::now();
-                    tokio::task::spawn_blocking(move || store(&p, built.files, built.duration, &cache, &sha))
+                    tokio::task::spawn_blocking(move || store(&p, built.files, built.duration, &cache, &uploads, &sha))
                         .await
                         .expect("pack task does not panic")?;
                     Ok((built.duration, pack_started.elapsed()))
@@ -297,6 +310,7 @@ fn store(
     files: BTreeMap<String, std::path::PathBuf>,
     took: Duration,
     cache: &LocalCache,
+    uploads: &Uploader,
     sha: &str,
 ) -> Result<(), Error> {
     let staged = cache.tmp_dir().join(format!("pack-{}.tar.zst", p.key));
@@ -316,5 +330,6 @@ fn store(
         derivation: Some(KeyDerivation::new(&p.target, &p.key_env, &p.inputs)),
     };
     cache.put(&record, &staged)?;
+    uploads.upload(&record);
     Ok(())
 }

@@ -7,10 +7,12 @@
 //! a job that must not build gets all of its targets or none.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::core::{Stage, plural};
 use super::load_tree;
+use crate::cache::remote::TieredStore;
 use crate::cache::{BlobDigestMemo, LocalCache};
 use crate::cli::RestoreArgs;
 use crate::error::Error;
@@ -19,8 +21,10 @@ use crate::plan::{plan, recipe_and_workspace};
 use crate::publish::{Manifest, Staging, Status, TargetReport};
 use crate::report::{Phase, Reporter, human_duration};
 
-pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
+pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
     let started = Instant::now();
+    let store = TieredStore::open(cache, &args.remote, args.rev.offline, reporter.clone()).map_err(Error::Usage)?;
+    let reporter = &*reporter;
     let github = GithubEnv::from_env();
     // Refuse a bad --out before any work.
     let staging = Staging::new(&args.out)?;
@@ -38,7 +42,7 @@ pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: &Reporter) -> Resul
     memo.save()?;
     let key_ms = key_started.elapsed().as_millis() as u64;
 
-    let stage = Stage { cache, staging: &staging, reporter, key_ms };
+    let stage = Stage { cache, store: &store, staging: &staging, reporter, key_ms };
     let mut reports: BTreeMap<String, TargetReport> = BTreeMap::new();
     let mut missed = Vec::new();
     for p in &planned {
@@ -65,6 +69,9 @@ pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: &Reporter) -> Resul
         return Err(Error::CacheMiss { missed, total: planned.len() });
     }
     staging.publish(&manifest)?;
+    if let Some(remote) = store.finish()? {
+        reporter.info(&remote.to_string());
+    }
     github.write_outputs(&run_outputs(&manifest))?;
     github.write_summary(&run_summary("restore", &manifest))?;
     if args.json {

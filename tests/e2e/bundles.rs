@@ -69,7 +69,11 @@ fn an_imported_bundle_makes_an_offline_machine_hit_every_target() {
     let offline = world.dir.path().join("offline-cache");
     let out = world.out("offline-out");
     let args = core_args(&url, &sha, &out, targets);
+    // A remote cache on a closed port too: --offline must not even try it.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let remote = format!("http://127.0.0.1:{closed_port}/cache");
     let mut run: Vec<&str> = args.iter().map(String::as_str).collect();
+    run.extend(["--remote", &remote]);
     run.push("--offline");
     let refused = in_cache(&world, &offline, &run);
     assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
@@ -81,7 +85,9 @@ fn an_imported_bundle_makes_an_offline_machine_hit_every_target() {
         json(&in_cache(&world, &offline, &["cache", "import", bundle.to_str().unwrap(), "--repo", &url, "--json"]));
     assert_eq!(imported["added"].as_array().unwrap().len(), 2);
     assert_eq!(imported["present"].as_array().unwrap().len(), 0);
-    let manifest = json(&in_cache(&world, &offline, &run));
+    let hit = in_cache(&world, &offline, &run);
+    assert!(!stderr(&hit).contains("warning"), "no network was tried: {}", stderr(&hit));
+    let manifest = json(&hit);
     assert_eq!(statuses(&manifest).values().collect::<Vec<_>>(), ["hit"; 2]);
     assert_eq!(snapshot(&out), snapshot(&world.out("out")), "the very bytes built on the first machine");
 
@@ -99,7 +105,11 @@ fn an_imported_bundle_makes_an_offline_machine_hit_every_target() {
     let repo = world.repo().to_str().unwrap().to_string();
     std::fs::rename(world.repo(), world.dir.path().join("gone")).unwrap();
     let args = core_args(&repo, &sha, &world.out("other-out"), targets);
+    // A remote cache on a closed port too: --offline must not even try it.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let remote = format!("http://127.0.0.1:{closed_port}/cache");
     let mut run: Vec<&str> = args.iter().map(String::as_str).collect();
+    run.extend(["--remote", &remote]);
     run.push("--offline");
     assert_eq!(statuses(&json(&in_cache(&world, &other, &run))).values().collect::<Vec<_>>(), ["hit"; 2]);
 }

@@ -16,3 +16,5 @@ mod languages;
 mod local;
 mod recipes;
 mod remote;
+mod remote_cache;
+mod remote_servers;

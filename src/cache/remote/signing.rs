@@ -1,0 +1,132 @@
+//! The remote record and its optional signature.
+//!
+//! With `TBUILD_SIGNING_KEY` set, an uploaded record carries an HMAC-SHA256 over the key and
+//! the archive's blake3 digest, and a downloaded record without a valid one is refused. The
+//! archive itself is verified against that digest on download, so a signature vouches for
+//! the bytes that get unpacked. Whoever holds the signing key can still write anything; a
+//! writer without it can only make entries that signed readers refuse.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::cache::ActionRecord;
+
+/// Format of remote records (`ac/<key>`); readers treat a newer one as a miss.
+pub const REMOTE_FORMAT: u32 = 1;
+
+const SIGNATURE_PREFIX: &str = "hmac-sha256:";
+
+/// What `ac/<key>` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteRecord {
+    pub format: u32,
+    /// The action record, as in the local cache.
+    pub record: ActionRecord,
+    /// sha256 hex of the archive: its name under `cas/`.
+    pub archive_sha256: String,
+    /// `hmac-sha256:<hex>` over the key and the archive's blake3 digest (see [`Signer`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// The signing key of a run.
+pub struct Signer {
+    key: Vec<u8>,
+}
+
+impl Signer {
+    /// From `TBUILD_SIGNING_KEY` (its bytes are the HMAC key), if set and not empty.
+    pub fn from_env() -> Option<Signer> {
+        std::env::var("TBUILD_SIGNING_KEY").ok().filter(|k| !k.is_empty()).map(|k| Signer { key: k.into_bytes() })
+    }
+
+    pub fn from_bytes(key: &[u8]) -> Signer {
+        Signer { key: key.to_vec() }
+    }
+
+    fn mac(&self, key: &str, artifact_digest: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        // Domain-separated and length-unambiguous: both fields are fixed-length hex, and the
+        // NULs keep a future field from sliding into them.
+        mac.update(b"tbuild remote record v1\0");
+        mac.update(key.as_bytes());
+        mac.update(b"\0");
+        mac.update(artifact_digest.as_bytes());
+        mac
+    }
+
+    pub fn sign(&self, key: &str, artifact_digest: &str) -> String {
+        let tag = self.mac(key, artifact_digest).finalize().into_bytes();
+        format!("{SIGNATURE_PREFIX}{}", tag.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+
+    /// Why `remote` must be refused, if it must.
+    pub fn check(&self, remote: &RemoteRecord) -> Result<(), String> {
+        let Some(signature) = remote.signature.as_deref() else {
+            return Err("it is not signed, and TBUILD_SIGNING_KEY is set".into());
+        };
+        let tag = signature.strip_prefix(SIGNATURE_PREFIX).and_then(decode_hex);
+        let Some(tag) = tag else {
+            return Err(format!("its signature is malformed (expected {SIGNATURE_PREFIX}<64 hex digits>)"));
+        };
+        // verify_slice compares in constant time.
+        self.mac(&remote.record.key, &remote.record.artifact_digest)
+            .verify_slice(&tag)
+            .map_err(|_| "its signature does not match TBUILD_SIGNING_KEY".to_string())
+    }
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() != 64 {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::RECORD_FORMAT;
+
+    fn remote(key: &str, digest: &str) -> RemoteRecord {
+        RemoteRecord {
+            format: REMOTE_FORMAT,
+            record: ActionRecord {
+                format: RECORD_FORMAT,
+                target: "t".into(),
+                key: key.into(),
+                artifact_digest: digest.into(),
+                artifact_size: 1,
+                files: vec![],
+                build_duration_ms: 0,
+                provenance: "abc".into(),
+                toolchain: "rustc".into(),
+                created_at: 0,
+                derivation: None,
+            },
+            archive_sha256: "00".into(),
+            signature: None,
+        }
+    }
+
+    #[test]
+    fn signatures_bind_key_and_digest_to_the_signing_key() {
+        let signer = Signer { key: b"secret".to_vec() };
+        let mut entry = remote(&"a".repeat(64), &"b".repeat(64));
+        assert!(signer.check(&entry).unwrap_err().contains("not signed"));
+        entry.signature = Some(signer.sign(&entry.record.key, &entry.record.artifact_digest));
+        signer.check(&entry).unwrap();
+
+        let other = Signer { key: b"other".to_vec() };
+        assert!(other.check(&entry).unwrap_err().contains("does not match"));
+        let mut moved = entry.clone();
+        moved.record.artifact_digest = "c".repeat(64);
+        assert!(signer.check(&moved).is_err(), "a signature is not valid for another archive");
+        let mut moved = entry.clone();
+        moved.record.key = "d".repeat(64);
+        assert!(signer.check(&moved).is_err(), "a signature is not valid for another key");
+        entry.signature = Some("hmac-sha256:xyz".into());
+        assert!(signer.check(&entry).unwrap_err().contains("malformed"));
+    }
+}
