@@ -26,6 +26,12 @@ pub enum Error {
     Publish(#[from] PublishError),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+    #[error(transparent)]
+    Release(#[from] crate::release::ReleaseError),
+    #[error(transparent)]
+    Affected(#[from] crate::affected::AffectedError),
 }
 
 /// Exit codes; 2 is also what clap uses for a command line it cannot parse.
@@ -39,6 +45,10 @@ pub mod exit {
     pub const BUILD: i32 = 6;
     pub const CACHE: i32 = 7;
     pub const OUTPUT: i32 = 8;
+    /// `upstream check --fail-on` reached, or a constraint refuses its pinned version.
+    pub const LAG: i32 = 9;
+    /// A registry or the GitHub API failed or refused (not found, timeout, checksum mismatch).
+    pub const REMOTE: i32 = 10;
 }
 
 impl Error {
@@ -51,6 +61,9 @@ impl Error {
             Error::Cache(_) => exit::CACHE,
             Error::Publish(_) => exit::OUTPUT,
             Error::Usage(_) => exit::USAGE,
+            Error::Upstream(e) => e.exit_code(),
+            Error::Release(e) => e.exit_code(),
+            Error::Affected(e) => e.exit_code(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! [`key`]s) -> restore from the [`cache`] or [`build`] and store -> [`publish`] (the artifact
 //! layout and `manifest.json`) -> [`report`].
 
+pub mod affected;
 pub mod build;
 pub mod cache;
 pub mod cli;
@@ -16,9 +17,11 @@ pub mod key;
 pub mod plan;
 pub mod publish;
 pub mod recipe;
+pub mod release;
 pub mod report;
 pub mod source;
 pub mod toolchain;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -27,11 +30,23 @@ pub use error::{Error, exit};
 /// Runs a parsed command line.
 pub fn run(cli: cli::Cli) -> Result<(), Error> {
     let reporter = Arc::new(report::Reporter::new(cli.quiet));
+    // Commands that need no cache dir do not create one.
+    match &cli.command {
+        cli::Command::Upstream(command) => return commands::upstream::run(command, &reporter),
+        cli::Command::Release(cli::ReleaseCommand::Download(args)) => {
+            return commands::release::download(args, &reporter);
+        }
+        cli::Command::Affected(args) => return commands::affected::run(args),
+        _ => {}
+    }
     let cache_dir = cli.cache_dir.clone().unwrap_or_else(cache::default_cache_dir);
     let cache = cache::LocalCache::open(&cache_dir)?;
     match &cli.command {
         cli::Command::Core(args) => commands::core::run(args, &cache, reporter),
         cli::Command::Key(args) => commands::key::run(args, &cache, &reporter, cli.verbose > 0),
         cli::Command::Recipe(args) => commands::recipe::run(args, &cache, &reporter),
+        cli::Command::Upstream(_) | cli::Command::Release(_) | cli::Command::Affected(_) => {
+            unreachable!("run above")
+        }
     }
 }

@@ -24,6 +24,11 @@ use crate::source::checkout;
 
 pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
     let started = Instant::now();
+    if let Some(tag) = &args.release.prefer_release
+        && super::release::prefer_release(args, tag, &reporter)?
+    {
+        return Ok(());
+    }
     // Refuse a bad --out before any work.
     let staging = Staging::new(&args.out)?;
     let loaded = load_commit(cache, &args.rev.repo, &args.rev.sha, args.rev.offline, &reporter)?;

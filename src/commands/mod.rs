@@ -1,8 +1,11 @@
 //! One file per subcommand: glue that runs the pipeline stages in order.
 
+pub mod affected;
 pub mod core;
 pub mod key;
 pub mod recipe;
+pub mod release;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 
