@@ -198,7 +198,10 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn network(url: &str) -> impl Fn(reqwest::Error) -> ReleaseError + '_ {
-    move |e| ReleaseError::Network { url: url.to_string(), reason: crate::upstream::registry::error_chain(&e) }
+    move |e| ReleaseError::Network {
+        url: url.to_string(),
+        reason: crate::upstream::registry::error_chain(&e.without_url()),
+    }
 }
 
 /// What a download produced.

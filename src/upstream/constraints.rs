@@ -108,7 +108,8 @@ fn pessimistic_bound(number: &str) -> String {
 /// skipping what .gitignore ignores (node_modules, target, .venv in a usual repository).
 pub fn scan(dir: &Path, wanted: &BTreeMap<Ecosystem, Vec<String>>) -> Result<Vec<Constraint>, (PathBuf, String)> {
     let mut found = Vec::new();
-    let walker = ignore::WalkBuilder::new(dir).hidden(true).build();
+    // `require_git(false)`: a checkout exported without .git still has its .gitignore.
+    let walker = ignore::WalkBuilder::new(dir).hidden(true).require_git(false).build();
     let mut manifests: Vec<PathBuf> = walker
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_some_and(|t| t.is_file()))

@@ -232,7 +232,8 @@ impl RegistryClient {
             if e.is_timeout() {
                 LookupError::Timeout { url: url.to_string(), secs: self.timeout.as_secs().max(1) }
             } else {
-                LookupError::Network { url: url.to_string(), reason: error_chain(&e) }
+                // The URL is already in the message: keep only the causes.
+                LookupError::Network { url: url.to_string(), reason: error_chain(&e.without_url()) }
             }
         };
         let mut request = self.http.get(url);

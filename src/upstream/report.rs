@@ -18,7 +18,17 @@ fn latest_cell(row: &PackageReport) -> String {
 
 fn lag_cell(row: &PackageReport) -> String {
     match row.lag {
-        Some(lag) if lag.update != Update::None => format!("{} {}", lag.behind, lag.update.name()),
+        Some(lag) if lag.update != Update::None => {
+            let (n, kind) = (lag.behind, lag.update.name());
+            let plural = if n == 1 {
+                ""
+            } else if kind == "patch" {
+                "es"
+            } else {
+                "s"
+            };
+            format!("{n} {kind}{plural}")
+        }
         Some(_) => "up to date".into(),
         None => "-".into(),
     }
