@@ -1,10 +1,11 @@
 //! Path-based job selection: the files a change touches, from the merge base of its base and
 //! head to its head (what a pull request shows), matched against one glob list per CI job.
 //!
-//! Rule file (TOML), one table per job, in the order the outputs list them:
+//! Rule file (TOML), one `[[job]]` per CI job, in the order the outputs list them:
 //!
 //! ```toml
-//! [jobs.rails]
+//! [[job]]
+//! name = "rails"                  # the output's name: `rails=true`
 //! paths = ["rails/**"]            # globs, `/`-separated, relative to the repository root
 //! exclude = ["rails/**/*.md"]     # optional: paths that never select this job
 //! ```
@@ -24,12 +25,14 @@ pub const DEFAULT_JOBS: [&str; 6] = ["rails", "python", "typescript", "rust", "o
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleFile {
-    jobs: toml::Table,
+    #[serde(default)]
+    job: Vec<JobRule>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JobRule {
+    name: String,
     paths: Vec<String>,
     #[serde(default)]
     exclude: Vec<String>,
@@ -73,16 +76,22 @@ pub fn load_rules(path: &Path) -> Result<Vec<Rule>, AffectedError> {
     let bad = |reason: String| AffectedError::Rules { path: path.into(), reason };
     let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
     let file: RuleFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let mut rules = Vec::new();
-    for (job, body) in file.jobs {
-        let body: JobRule = body.try_into().map_err(|e: toml::de::Error| bad(format!("[jobs.{job}]: {e}")))?;
-        if body.paths.is_empty() {
-            return Err(bad(format!("[jobs.{job}] has no paths")));
+    let mut rules: Vec<Rule> = Vec::new();
+    for job in file.job {
+        let valid = !job.name.is_empty() && job.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return Err(bad(format!("job name '{}' must be letters, digits, - or _ (it names an output)", job.name)));
         }
-        rules.push(rule(&job, &body.paths, &body.exclude).map_err(bad)?);
+        if rules.iter().any(|r| r.job == job.name) {
+            return Err(bad(format!("job '{}' is defined twice", job.name)));
+        }
+        if job.paths.is_empty() {
+            return Err(bad(format!("job '{}' has no paths", job.name)));
+        }
+        rules.push(rule(&job.name, &job.paths, &job.exclude).map_err(bad)?);
     }
     if rules.is_empty() {
-        return Err(bad("it defines no [jobs.NAME] table".into()));
+        return Err(bad("it defines no [[job]]".into()));
     }
     Ok(rules)
 }
@@ -206,14 +215,16 @@ mod tests {
     fn a_rule_file_with_excludes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.toml");
-        std::fs::write(&path, "[jobs.ruby]\npaths = [\"rails/**\", \"Gemfile*\"]\nexclude = [\"rails/**/*.md\"]\n")
-            .unwrap();
+        let text = "[[job]]\nname = \"ruby\"\npaths = [\"rails/**\", \"Gemfile*\"]\nexclude = [\"rails/**/*.md\"]\n";
+        std::fs::write(&path, text).unwrap();
         let rules = load_rules(&path).unwrap();
         assert!(rules[0].selects("rails/a/b.rb") && rules[0].selects("Gemfile.lock"));
         assert!(!rules[0].selects("rails/a/README.md"));
         assert!(!rules[0].selects("sub/Gemfile"), "`*` does not cross `/`");
-        std::fs::write(&path, "[jobs.ruby]\npath = [\"rails/**\"]\n").unwrap();
+        std::fs::write(&path, "[[job]]\nname = \"ruby\"\npath = [\"rails/**\"]\n").unwrap();
         let err = load_rules(&path).err().unwrap().to_string();
         assert!(err.contains("unknown field `path`"), "{err}");
+        std::fs::write(&path, "[[job]]\nname = \"a b\"\npaths = [\"x/**\"]\n").unwrap();
+        assert!(load_rules(&path).err().unwrap().to_string().contains("names an output"));
     }
 }

@@ -4,6 +4,7 @@
 mod fake_http;
 mod support;
 
+mod affected;
 mod engine;
 mod errors;
 mod hostile;
