@@ -11,5 +11,6 @@ mod hostile;
 mod keys;
 mod languages;
 mod recipes;
+mod release;
 mod remote;
 mod upstream;
