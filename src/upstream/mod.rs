@@ -332,6 +332,16 @@ mod tests {
     }
 
     #[test]
+    fn a_deprecated_pin_is_at_least_a_warning() {
+        let mut list = releases(Ecosystem::Typescript, &[("3.4.0", false), ("3.4.1", false)]);
+        list[0].deprecated = Some("Please upgrade to version 7 or higher".into());
+        let row = assess(&pin(Ecosystem::Typescript, "3.4.0"), String::new(), Ok(list));
+        assert_eq!(row.lag.unwrap().severity, Severity::Info, "one patch behind");
+        assert_eq!(row.severity, Some(Severity::Warning));
+        assert_eq!(row.flags, ["pinned-deprecated: Please upgrade to version 7 or higher"]);
+    }
+
+    #[test]
     fn a_failed_lookup_is_a_row_with_its_error() {
         let err = LookupError::NotFound { url: "http://x/p".into() };
         let row = assess(&pin(Ecosystem::Python, "0.1.0"), "http://x/p".into(), Err(err));

@@ -146,7 +146,7 @@ pub fn parse_releases(registry: Registry, body: &[u8]) -> Result<Vec<Release>, S
 /// Why a package's lookup failed; each is a row of the report, never a skipped package.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LookupError {
-    #[error("not found in the registry (404 from {url}); check the package name")]
+    #[error("not found in the registry ({url}); check the package name")]
     NotFound { url: String },
     #[error("timed out after {secs}s ({url})")]
     Timeout { url: String, secs: u64 },
@@ -243,7 +243,13 @@ impl RegistryClient {
         }
         let response = request.send().await.map_err(failed)?;
         let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
+        // cargo reads 403, 410 and 451 from a sparse index as "no such crate" too (a CDN
+        // in front of a bucket answers 403 for a missing file).
+        let missing = match registry {
+            Registry::Crates => matches!(status.as_u16(), 403 | 404 | 410 | 451),
+            _ => status == reqwest::StatusCode::NOT_FOUND,
+        };
+        if missing {
             return Err(LookupError::NotFound { url: url.to_string() });
         }
         if !status.is_success() {
