@@ -189,3 +189,48 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     file.write_all(text.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::{Ecosystem, LookupError, Pin, Release, assess};
+
+    fn row(ecosystem: Ecosystem, pinned: &str, published: &[&str]) -> PackageReport {
+        let releases = published
+            .iter()
+            .map(|v| Release { version: ecosystem.parse(v).unwrap(), yanked: false, deprecated: None })
+            .collect();
+        let pin = Pin { ecosystem, package: format!("pkg-{pinned}"), version: pinned.into() };
+        assess(&pin, String::new(), Ok(releases))
+    }
+
+    #[test]
+    fn the_table_says_how_far_behind_in_words() {
+        let report = CheckReport::new(vec![
+            row(Ecosystem::Rust, "0.1.3", &["0.1.3", "0.1.8"]),
+            row(Ecosystem::Rust, "1.4.0", &["1.4.0", "1.5.0"]),
+            row(Ecosystem::Python, "0.1.8", &["0.1.8"]),
+        ]);
+        let table = table(&report);
+        assert!(table.contains("5 patches") && table.contains("1 minor") && table.contains("up to date"), "{table}");
+        assert!(table.ends_with("worst: warning; 0 lookup(s) failed\n"), "{table}");
+    }
+
+    #[test]
+    fn the_issue_body_lists_what_is_behind_and_what_failed() {
+        let failed = assess(
+            &Pin { ecosystem: Ecosystem::Ruby, package: "tasker-rb".into(), version: "0.1.4".into() },
+            "http://x".into(),
+            Err(LookupError::Timeout { url: "http://x".into(), secs: 20 }),
+        );
+        let report = CheckReport::new(vec![row(Ecosystem::Typescript, "0.5.0", &["0.5.0", "0.6.1"]), failed]);
+        let md = markdown(&report);
+        assert!(
+            md.contains("| `pkg-0.5.0` | typescript | 0.5.0 → 0.6.1 | **critical** | major | Migration required |"),
+            "{md}"
+        );
+        assert!(md.contains("- `tasker-rb` (rubygems): timeout — timed out after 20s (http://x)"), "{md}");
+        let quiet = markdown(&CheckReport::new(vec![row(Ecosystem::Python, "0.1.8", &["0.1.8"])]));
+        assert!(quiet.contains("Every pinned package is at its latest stable release."), "{quiet}");
+    }
+}

@@ -26,8 +26,20 @@ fn sha256(bytes: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
 }
 
-/// A release `nightly` of o/r built from `commit`, whose SHA256SUMS says `sums` (name -> hex).
-fn github(commit: &str, corrupt: Option<&str>) -> FakeServer {
+/// What the release's SHA256SUMS says.
+#[derive(Clone, Copy, PartialEq)]
+enum Sums {
+    Right,
+    /// A wrong digest for this asset.
+    Wrong(&'static str),
+    /// This asset is not listed.
+    Unlisted(&'static str),
+    /// The release has no checksum file.
+    Absent,
+}
+
+/// A release `nightly` of o/r built from `commit`, with a SHA256SUMS as `sums` says.
+fn github(commit: &str, sums_are: Sums) -> FakeServer {
     let server = FakeServer::start();
     let base = server.url();
     let mut assets = Vec::new();
@@ -37,11 +49,15 @@ fn github(commit: &str, corrupt: Option<&str>) -> FakeServer {
         server.route(&path, 200, *bytes);
         assets.push(json!({"name": name, "url": format!("{base}{path}"), "size": bytes.len(),
             "browser_download_url": format!("https://github.com/o/r/releases/download/nightly/{name}")}));
-        let hex = if corrupt == Some(*name) { sha256(b"something else") } else { sha256(bytes) };
-        sums.push_str(&format!("{hex}  {name}\n"));
+        let hex = if sums_are == Sums::Wrong(name) { sha256(b"something else") } else { sha256(bytes) };
+        if sums_are != Sums::Unlisted(name) {
+            sums.push_str(&format!("{hex}  {name}\n"));
+        }
     }
-    server.route("/repos/o/r/releases/assets/99", 200, sums.into_bytes());
-    assets.push(json!({"name": "SHA256SUMS", "url": format!("{base}/repos/o/r/releases/assets/99"), "size": 1}));
+    if sums_are != Sums::Absent {
+        server.route("/repos/o/r/releases/assets/99", 200, sums.into_bytes());
+        assets.push(json!({"name": "SHA256SUMS", "url": format!("{base}/repos/o/r/releases/assets/99"), "size": 1}));
+    }
     let release =
         json!({"id": 1, "tag_name": "nightly", "target_commitish": "main", "name": "Nightly", "assets": assets});
     server.route("/repos/o/r/releases/tags/nightly", 200, release.to_string());
@@ -62,7 +78,7 @@ fn download(dir: &Path, server: &FakeServer, extra: &[&str]) -> std::process::Ou
 #[test]
 fn a_verified_release_is_laid_out_like_core_output() {
     let dir = tempfile::tempdir().unwrap();
-    let server = github(COMMIT, None);
+    let server = github(COMMIT, Sums::Right);
     let output = download(dir.path(), &server, &["--json"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let out = dir.path().join("out");
@@ -92,11 +108,11 @@ fn a_verified_release_is_laid_out_like_core_output() {
 #[test]
 fn a_checksum_mismatch_is_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let good = github(COMMIT, None);
+    let good = github(COMMIT, Sums::Right);
     assert_ok(&download(dir.path(), &good, &[]));
     let before = crate::support::snapshot(&dir.path().join("out"));
 
-    let bad = github(COMMIT, Some("tasker_rb.so"));
+    let bad = github(COMMIT, Sums::Wrong("tasker_rb.so"));
     let output = download(dir.path(), &bad, &[]);
     assert_eq!(output.status.code(), Some(10), "{}", stderr(&output));
     assert!(stderr(&output).contains("checksum mismatch for tasker_rb.so"), "{}", stderr(&output));
@@ -114,7 +130,7 @@ fn a_checksum_mismatch_is_refused_and_nothing_is_written() {
 #[test]
 fn patterns_choose_the_assets_and_a_missing_release_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let server = github(COMMIT, None);
+    let server = github(COMMIT, Sums::Right);
     let output = download(dir.path(), &server, &["--pattern", "*.whl"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let out = dir.path().join("out");
@@ -157,7 +173,7 @@ fn prefer_release_uses_a_release_of_the_same_commit_and_builds_otherwise() {
     let head = world.git(&["rev-parse", "HEAD"]).trim().to_string();
 
     // Built from another commit: fall back to restoring or building.
-    let other = github(COMMIT, None);
+    let other = github(COMMIT, Sums::Right);
     let output = prefer_release(&world, &other, &head, "built");
     assert_ok(&output);
     assert!(stderr(&output).contains(&format!("was built from {COMMIT}, not {head}")), "{}", stderr(&output));
@@ -166,7 +182,7 @@ fn prefer_release_uses_a_release_of_the_same_commit_and_builds_otherwise() {
     assert_eq!(other.hits("/repos/o/r/releases/assets/1"), 0, "nothing downloaded");
 
     // Built from this commit (named by a short SHA): the release is the output.
-    let same = github(&head, None);
+    let same = github(&head, Sums::Right);
     let output = prefer_release(&world, &same, &head[..10], "released");
     assert_ok(&output);
     let manifest: Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -194,4 +210,23 @@ fn prefer_release_uses_a_release_of_the_same_commit_and_builds_otherwise() {
     assert_ok(&output);
     assert!(stderr(&output).contains("release v9 not found"), "{}", stderr(&output));
     assert_eq!(statuses(&serde_json::from_slice(&output.stdout).unwrap())["tasker-ctl"], "hit");
+}
+
+#[test]
+fn an_unlisted_asset_is_refused_and_no_checksum_file_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let unlisted = github(COMMIT, Sums::Unlisted("tasker-ctl"));
+    let output = download(dir.path(), &unlisted, &[]);
+    assert_eq!(output.status.code(), Some(10), "{}", stderr(&output));
+    assert!(stderr(&output).contains("tasker-ctl is not listed in the release's checksum file"), "{}", stderr(&output));
+    assert!(!dir.path().join("out").exists());
+    // Choosing only listed assets works.
+    assert_ok(&download(dir.path(), &unlisted, &["--pattern", "*.so"]));
+
+    let unverified = github(COMMIT, Sums::Absent);
+    let fresh = tempfile::tempdir().unwrap();
+    let output = download(fresh.path(), &unverified, &[]);
+    assert_ok(&output);
+    assert!(stderr(&output).contains("no checksum file: the assets are not verified"), "{}", stderr(&output));
+    assert!(fresh.path().join("out/tasker-core-binaries/tasker-ctl").is_file());
 }
