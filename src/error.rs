@@ -37,6 +37,12 @@ pub enum Error {
     Github(#[from] crate::github::GithubError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+    #[error(transparent)]
+    Release(#[from] crate::release::ReleaseError),
+    #[error(transparent)]
+    Affected(#[from] crate::affected::AffectedError),
 }
 
 /// Exit codes; 2 is also what clap uses for a command line it cannot parse.
@@ -52,6 +58,10 @@ pub mod exit {
     pub const OUTPUT: i32 = 8;
     /// `restore --fail-on-cache-miss` found a target missing.
     pub const CACHE_MISS: i32 = 9;
+    /// `upstream check --fail-on` reached, or a constraint refuses its pinned version.
+    pub const LAG: i32 = 10;
+    /// A registry or the GitHub API failed or refused (not found, timeout, checksum mismatch).
+    pub const REMOTE: i32 = 11;
 }
 
 impl Error {
@@ -67,6 +77,9 @@ impl Error {
             Error::CacheMiss { .. } => exit::CACHE_MISS,
             Error::Github(_) => exit::INTERNAL,
             Error::Bundle(_) => exit::CACHE,
+            Error::Upstream(e) => e.exit_code(),
+            Error::Release(e) => e.exit_code(),
+            Error::Affected(e) => e.exit_code(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! [`key`]s) -> restore from the [`cache`] or [`build`] and store -> [`publish`] (the artifact
 //! layout and `manifest.json`) -> [`report`].
 
+pub mod affected;
 pub mod build;
 pub mod bundle;
 pub mod cache;
@@ -19,9 +20,11 @@ pub mod key;
 pub mod plan;
 pub mod publish;
 pub mod recipe;
+pub mod release;
 pub mod report;
 pub mod source;
 pub mod toolchain;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -30,6 +33,15 @@ pub use error::{Error, exit};
 /// Runs a parsed command line.
 pub fn run(cli: cli::Cli) -> Result<(), Error> {
     let reporter = Arc::new(report::Reporter::new(cli.quiet));
+    // Commands that need no cache dir do not create one.
+    match &cli.command {
+        cli::Command::Upstream(command) => return commands::upstream::run(command, &reporter),
+        cli::Command::Release(cli::ReleaseCommand::Download(args)) => {
+            return commands::release::download(args, &reporter);
+        }
+        cli::Command::Affected(args) => return commands::affected::run(args),
+        _ => {}
+    }
     let cache_dir = cli.cache_dir.clone().or_else(cache::default_cache_dir).ok_or_else(|| {
         Error::Usage(
             "no cache dir: HOME and XDG_CACHE_HOME are not set; set TBUILD_CACHE_DIR (or pass --cache-dir DIR)".into(),
@@ -48,5 +60,8 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
         cli::Command::Cache(cli::CacheCommand::Export(args)) => commands::bundle::export(args, &cache, &reporter),
         cli::Command::Cache(cli::CacheCommand::Import(args)) => commands::bundle::import(args, &cache, &reporter),
         cli::Command::Explain(args) => commands::explain::run(args, &cache, &reporter),
+        cli::Command::Upstream(_) | cli::Command::Release(_) | cli::Command::Affected(_) => {
+            unreachable!("run above")
+        }
     }
 }

@@ -25,6 +25,11 @@ use crate::source::{checkout, repo_id};
 
 pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
     let started = Instant::now();
+    if let Some(tag) = &args.release.prefer_release
+        && super::release::prefer_release(args, tag, &reporter)?
+    {
+        return Ok(());
+    }
     let github = crate::github::GithubEnv::from_env();
     // Refuse a bad --out before any work.
     let staging = Staging::new(&args.out)?;

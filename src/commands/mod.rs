@@ -1,11 +1,14 @@
 //! One file per subcommand: glue that runs the pipeline stages in order.
 
+pub mod affected;
 pub mod bundle;
 pub mod core;
 pub mod explain;
 pub mod key;
 pub mod recipe;
+pub mod release;
 pub mod restore;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 
