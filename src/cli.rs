@@ -43,6 +43,11 @@ pub enum Command {
     Key(KeyArgs),
     /// Print the recipe tbuild would use for a commit or a checkout.
     Recipe(RecipeArgs),
+    /// Inspect and maintain the cache dir: list, size, verify, evict, clean.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
 }
 
 /// Where the source tree comes from.
@@ -85,6 +90,11 @@ pub struct CoreArgs {
     /// Print the run's summary (the manifest) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Write a timeline of the run (one row per target, its phases coloured) to FILE;
+    /// `.html` for a page with a table too, `.svg` for the picture alone.
+    #[arg(long, value_name = "FILE", value_parser = crate::timings::parse_path)]
+    pub timings: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -119,3 +129,54 @@ pub struct KeyArgs {
 }
 
 pub type RecipeArgs = KeyArgs;
+
+/// `tbuild cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Print the cache dir.
+    Dir,
+    /// List the cache entries: target, key, commit, size, age, last use.
+    Ls {
+        /// JSON on stdout: one object per entry.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disk use by kind: records, archives, memos, logs, temp, git mirrors, build dirs.
+    Du {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every archive and check every record against it; exit 7 if any is corrupt.
+    Verify {
+        /// Remove the corrupt records and archives (by default they are only reported).
+        #[arg(long)]
+        fix: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evict least recently used entries, unreferenced archives and stale temp files.
+    /// Safe while other tbuilds run.
+    Gc {
+        /// Evict least recently used entries until records + archives fit, e.g. 5GiB, 500MB.
+        #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size)]
+        max_size: Option<u64>,
+        /// Evict entries not used for this long, e.g. 30d, 12h.
+        #[arg(long, value_name = "AGE", value_parser = crate::units::parse_age)]
+        max_age: Option<std::time::Duration>,
+        /// Also delete each repository's cargo target dir (the next miss compiles from scratch).
+        #[arg(long)]
+        prune_target_dirs: bool,
+        /// Print what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the cached artifacts and build dirs (git mirrors stay); refused while
+    /// another tbuild uses the cache.
+    Clean {
+        /// Remove everything, git mirrors included.
+        #[arg(long)]
+        all: bool,
+    },
+}

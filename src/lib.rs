@@ -18,7 +18,9 @@ pub mod publish;
 pub mod recipe;
 pub mod report;
 pub mod source;
+pub mod timings;
 pub mod toolchain;
+pub mod units;
 
 use std::sync::Arc;
 
@@ -28,10 +30,19 @@ pub use error::{Error, exit};
 pub fn run(cli: cli::Cli) -> Result<(), Error> {
     let reporter = Arc::new(report::Reporter::new(cli.quiet));
     let cache_dir = cli.cache_dir.clone().unwrap_or_else(cache::default_cache_dir);
+    // Held for the whole run, so `tbuild cache clean` never removes what this run uses;
+    // clean itself takes it exclusively.
+    let _in_use = match &cli.command {
+        cli::Command::Cache { command: cli::CacheCommand::Clean { .. } } => None,
+        _ => Some(cache::CacheDirLock::shared(&cache_dir, || {
+            reporter.info("waiting for `tbuild cache clean` to finish")
+        })?),
+    };
     let cache = cache::LocalCache::open(&cache_dir)?;
     match &cli.command {
         cli::Command::Core(args) => commands::core::run(args, &cache, reporter),
         cli::Command::Key(args) => commands::key::run(args, &cache, &reporter, cli.verbose > 0),
         cli::Command::Recipe(args) => commands::recipe::run(args, &cache, &reporter),
+        cli::Command::Cache { command } => commands::cache::run(command, &cache, &reporter),
     }
 }

@@ -6,8 +6,14 @@
 
 mod archive;
 mod atomic;
+pub mod clean;
+mod dir_lock;
+pub mod entries;
+pub mod gc;
 mod local;
 mod memo;
+pub mod usage;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 pub use archive::{ArchiveFile, PackedArchive, pack, unpack};
 pub use atomic::{AtomicFile, write_atomic};
-pub use local::{KeyLock, LocalCache, RECORD_FORMAT};
+pub use dir_lock::CacheDirLock;
+pub use local::{BlobsLock, KeyLock, LAST_USE_RESOLUTION, LocalCache, RECORD_FORMAT};
 pub use memo::BlobDigestMemo;
 
 /// Version of the on-disk format under `<cache>/v<N>/`. When bumping this, also bump
@@ -88,6 +95,21 @@ pub enum CacheError {
         "cache {path} has format {found}, newer than this tbuild understands ({supported}); upgrade tbuild or use another --cache-dir"
     )]
     NewerFormat { path: PathBuf, found: u32, supported: u32 },
+    #[error("another tbuild is using the cache dir {path}; run this again when it has finished")]
+    InUse { path: PathBuf },
+    #[error("{}", corrupt_message(*found, *removed))]
+    Corrupt { found: usize, removed: usize },
+}
+
+fn corrupt_message(found: usize, removed: usize) -> String {
+    let what = if found == 1 { "1 corrupt cache file".to_string() } else { format!("{found} corrupt cache files") };
+    match removed {
+        0 => format!("{what} found (listed above); `tbuild cache verify --fix` removes them"),
+        n if n == found => format!("{what} found and removed"),
+        n => {
+            format!("{what} found, {n} removed; the others belong to keys another tbuild is building, try again later")
+        }
+    }
 }
 
 impl CacheError {

@@ -1,5 +1,6 @@
 //! One file per subcommand: glue that runs the pipeline stages in order.
 
+pub mod cache;
 pub mod core;
 pub mod key;
 pub mod recipe;
