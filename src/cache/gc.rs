@@ -48,6 +48,9 @@ pub struct GcReport {
     pub orphan_bytes: u64,
     pub temp_files: usize,
     pub temp_bytes: u64,
+    /// Build logs older than `--max-age` (also those of failed builds, which have no entry).
+    pub logs: usize,
+    pub log_bytes: u64,
     pub target_dirs: Vec<PrunedDir>,
     pub dry_run: bool,
 }
@@ -72,6 +75,7 @@ impl GcReport {
         self.evicted.iter().map(|e| e.bytes).sum::<u64>()
             + self.orphan_bytes
             + self.temp_bytes
+            + self.log_bytes
             + self.target_dirs.iter().map(|d| d.bytes).sum::<u64>()
     }
 }
@@ -142,6 +146,9 @@ pub fn collect(cache: &LocalCache, policy: &GcPolicy, now: SystemTime) -> Result
 
     sweep_archives(cache, &refs, &blob_sizes, &mut report)?;
     remove_stale_temp(cache, now, &mut report);
+    if let Some(max_age) = policy.max_age {
+        remove_old_logs(cache, now, max_age, &mut report);
+    }
     if policy.prune_target_dirs {
         prune_target_dirs(cache, policy.dry_run, &mut report)?;
     }
@@ -226,6 +233,19 @@ fn remove_stale_temp(cache: &LocalCache, now: SystemTime, report: &mut GcReport)
     }
 }
 
+/// Logs not written for `max_age`: a build writes its log as it runs, so none is live.
+fn remove_old_logs(cache: &LocalCache, now: SystemTime, max_age: Duration, report: &mut GcReport) {
+    let logs = walkdir::WalkDir::new(cache.versioned_dir().join("logs")).into_iter().flatten();
+    for entry in logs.filter(|e| e.file_type().is_file()) {
+        let Ok(meta) = entry.metadata() else { continue };
+        let old = meta.modified().is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > max_age));
+        if old && (report.dry_run || fs::remove_file(entry.path()).is_ok()) {
+            report.logs += 1;
+            report.log_bytes += meta.len();
+        }
+    }
+}
+
 /// Deletes `repos/*/cargo-target` of every repository no build is using (its work lock is
 /// free). The next miss of that repository compiles its dependencies from scratch.
 fn prune_target_dirs(cache: &LocalCache, dry_run: bool, report: &mut GcReport) -> Result<(), CacheError> {
@@ -276,4 +296,60 @@ pub fn dir_size(path: &Path) -> u64 {
         .filter_map(|e| e.metadata().ok())
         .map(|m| m.len())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{ActionRecord, ArtifactStore, RECORD_FORMAT};
+
+    /// Stores an entry whose archive holds `bytes`; returns its key.
+    fn store(cache: &LocalCache, n: u8, bytes: &[u8]) -> String {
+        let key = format!("{n:02x}").repeat(32);
+        let archive = cache.tmp_dir().join(format!("a{n}"));
+        fs::write(&archive, bytes).unwrap();
+        let record = ActionRecord {
+            format: RECORD_FORMAT,
+            target: format!("t{n}"),
+            key: key.clone(),
+            artifact_digest: blake3::hash(bytes).to_hex().to_string(),
+            artifact_size: bytes.len() as u64,
+            files: vec![],
+            build_duration_ms: 1,
+            provenance: "abc".into(),
+            toolchain: "rustc".into(),
+            created_at: 0,
+        };
+        cache.put(&record, &archive).unwrap();
+        key
+    }
+
+    #[test]
+    fn a_key_another_process_holds_is_skipped_and_shared_archives_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::open(dir.path()).unwrap();
+        let held = store(&cache, 1, b"one");
+        let twin = store(&cache, 2, b"shared");
+        let other = store(&cache, 3, b"shared");
+        let _building = cache.lock_key(&held, || {}).unwrap();
+        // Oldest first: the twin goes, the other keeps the shared archive.
+        fs::File::options()
+            .write(true)
+            .open(cache.action_path(&twin))
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+        let policy = GcPolicy { max_age: Some(Duration::from_secs(3600)), ..GcPolicy::default() };
+        let report = collect(&cache, &policy, SystemTime::now()).unwrap();
+        assert_eq!(report.evicted.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), [twin.as_str()]);
+        assert_eq!(report.evicted[0].bytes, fs::metadata(cache.action_path(&other)).unwrap().len());
+        assert!(cache.get(&other, &mut |_| panic!("the shared archive stays")).unwrap().is_some());
+
+        let report =
+            collect(&cache, &GcPolicy { max_size: Some(0), ..GcPolicy::default() }, SystemTime::now()).unwrap();
+        assert_eq!(report.skipped_in_use, 1);
+        assert!(cache.action_path(&held).exists(), "a key being built is never evicted");
+        assert!(!cache.action_path(&other).exists());
+        assert_eq!(entries::blobs(&cache).unwrap().len(), 1, "only the held entry's archive is left");
+    }
 }

@@ -151,19 +151,23 @@ fn gc(cache: &LocalCache, policy: &GcPolicy, json: bool, reporter: &Reporter) ->
     }
     let evicted: u64 = report.evicted.iter().map(|e| e.bytes).sum();
     let mut summary = format!(
-        "{verb} {} entries ({}), {} unreferenced archives ({}), {} stale temp files ({}); kept {} entries ({})",
+        "{verb} {} entries ({}), {} unreferenced archives ({}), {} stale temp files ({}), {} old logs ({}); kept {} entries ({})",
         report.evicted.len(),
         human_bytes(evicted),
         report.orphan_archives,
         human_bytes(report.orphan_bytes),
         report.temp_files,
         human_bytes(report.temp_bytes),
+        report.logs,
+        human_bytes(report.log_bytes),
         report.kept_entries,
         human_bytes(report.kept_bytes),
     );
     if report.skipped_in_use > 0 {
         summary.push_str(&format!("; {} in use by another tbuild were skipped", report.skipped_in_use));
     }
+    let freed = if policy.dry_run { "would free" } else { "freed" };
+    summary.push_str(&format!("; {freed} {}", human_bytes(report.freed_bytes())));
     reporter.info(&summary);
     Ok(())
 }

@@ -8,5 +8,7 @@ mod errors;
 mod hostile;
 mod keys;
 mod languages;
+mod maintenance;
 mod recipes;
 mod remote;
+mod timings;
