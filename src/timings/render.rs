@@ -142,12 +142,9 @@ viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\" dat
         out.push_str("</g>\n");
     }
 
-    // Legend: the usual work phases always, anything else that occurred.
+    // Legend: the phases that occurred, in pipeline order.
     out.push_str("<g class=\"legend\">\n");
-    let mut legend: Vec<String> = PHASES.iter().filter(|p| p.2).map(|p| p.0.to_string()).collect();
-    let others: Vec<String> = phases.iter().filter(|p| !legend.contains(p)).cloned().collect();
-    legend.extend(others);
-    for (i, phase) in legend.iter().enumerate() {
+    for (i, phase) in phases.iter().enumerate() {
         let x = 8.0 + i as f64 * 110.0;
         let _ = writeln!(
             out,
