@@ -143,6 +143,7 @@ pub enum CacheCommand {
     },
     /// Disk use by kind: records, archives, memos, logs, temp, git mirrors, build dirs.
     Du {
+        /// JSON on stdout: bytes per kind and the total.
         #[arg(long)]
         json: bool,
     },
@@ -151,6 +152,7 @@ pub enum CacheCommand {
         /// Remove the corrupt records and archives (by default they are only reported).
         #[arg(long)]
         fix: bool,
+        /// JSON on stdout: counts and every problem found.
         #[arg(long)]
         json: bool,
     },
@@ -169,6 +171,7 @@ pub enum CacheCommand {
         /// Print what would be removed; remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// JSON on stdout: what was evicted and removed, what was kept.
         #[arg(long)]
         json: bool,
     },
