@@ -142,8 +142,11 @@ fn gc(cache: &LocalCache, policy: &GcPolicy, json: bool, reporter: &Reporter) ->
         return Ok(());
     }
     let verb = if policy.dry_run { "would evict" } else { "evicted" };
-    for e in &report.evicted {
+    for e in report.evicted.iter().take(LISTED) {
         println!("{verb} {} {} {} ({})", e.target, &e.key[..12], human_bytes(e.bytes), e.reason);
+    }
+    if report.evicted.len() > LISTED {
+        println!("... and {} more (--json lists them all)", report.evicted.len() - LISTED);
     }
     for d in &report.target_dirs {
         let verb = if policy.dry_run { "would remove" } else { "removed" };
@@ -171,6 +174,9 @@ fn gc(cache: &LocalCache, policy: &GcPolicy, json: bool, reporter: &Reporter) ->
     reporter.info(&summary);
     Ok(())
 }
+
+/// Evictions listed one per line; a first gc of a big cache evicts thousands.
+const LISTED: usize = 20;
 
 fn epoch_secs(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
