@@ -4,7 +4,8 @@
 #   - Ruby + rake (the rake target kind), from Debian;
 #   - maturin (the maturin kind), from PyPI;
 #   - bun (the bun kind), from the npm registry;
-#   - clang, mold and protoc, which the built-in tasker-core recipe requires.
+#   - clang, mold and protoc, which the built-in tasker-core recipe requires;
+#   - node, which runs the cache-env JavaScript action in the tests.
 # Each tool is checked to actually run afterwards. Safe to run again: present tools are kept.
 set -euo pipefail
 
@@ -27,6 +28,10 @@ have clang || apt_packages+=(clang)
 have mold || apt_packages+=(mold)
 have protoc || apt_packages+=(protobuf-compiler)
 dpkg -s libprotobuf-dev >/dev/null 2>&1 || apt_packages+=(libprotobuf-dev)
+# The tests run the cache-env JavaScript action (.github/actions/cache-env) with node.
+have node || apt_packages+=(nodejs)
+# bun comes from the npm registry (below); Debian ships npm apart from nodejs.
+have bun || have npm || apt_packages+=(npm)
 if [[ ${#apt_packages[@]} -gt 0 ]]; then
   log "apt-get install ${apt_packages[*]}"
   $SUDO apt-get update -qq
@@ -45,7 +50,7 @@ if ! have bun; then
 fi
 
 # A tool that installed but does not run is as good as missing: fail here, not mid-test.
-for check in "ruby -v" "rake --version" "maturin -V" "bun --version" "cargo -V" "zstd -V" "clang --version" "mold --version" "protoc --version"; do
+for check in "ruby -v" "rake --version" "maturin -V" "bun --version" "cargo -V" "zstd -V" "clang --version" "mold --version" "protoc --version" "node --version"; do
   if ! out=$($check 2>&1); then
     log "\`$check\` does not run after install: $out"
     exit 1

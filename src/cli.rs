@@ -15,7 +15,7 @@ pub const DEFAULT_REPO: &str = "https://github.com/tasker-systems/tasker-core.gi
     about = "Build tasker-core's artifacts once, then restore them from a content-addressed cache",
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage, 3 source (unknown or ambiguous revision, \
 unreachable repository), 4 recipe (malformed tbuild.toml, unknown layout or target), 5 missing toolchain, \
-6 build failed, 7 cache error, 8 output dir refused."
+6 build failed, 7 cache error, 8 output dir refused, 9 cache miss (restore --fail-on-cache-miss)."
 )]
 pub struct Cli {
     /// Cache directory (action records, archives, git mirrors, build dirs).
@@ -43,6 +43,9 @@ pub enum Command {
     Key(KeyArgs),
     /// Print the recipe tbuild would use for a commit or a checkout.
     Recipe(RecipeArgs),
+    /// Restore a commit's artifacts from the cache into --out, never building: the CI
+    /// restore step. Writes GitHub Actions outputs and a step summary when run there.
+    Restore(RestoreArgs),
     /// Inspect and maintain the cache dir: list, size, verify, evict, clean.
     Cache {
         #[command(subcommand)]
@@ -123,9 +126,14 @@ pub struct KeyArgs {
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub targets: Vec<String>,
 
-    /// JSON output: per target its key, input count and (with -v) inputs.
-    #[arg(long)]
+    /// JSON output: per target its key, input count and (with -v) inputs (`--format json`).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+
+    /// How `key` prints the keys: `github` writes them as step outputs to $GITHUB_OUTPUT
+    /// (`<target>-key`, and `key` for the whole set), or prints those lines when it is unset.
+    #[arg(long, value_enum, default_value_t = KeyFormat::Text)]
+    pub format: KeyFormat,
 }
 
 pub type RecipeArgs = KeyArgs;
@@ -182,4 +190,46 @@ pub enum CacheCommand {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyFormat {
+    Text,
+    Json,
+    Github,
+}
+
+impl KeyArgs {
+    /// `--json` is kept as the short form of `--format json`.
+    pub fn format(&self) -> KeyFormat {
+        if self.json { KeyFormat::Json } else { self.format }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "On a miss: without --fail-on-cache-miss the hits are published (the manifest marks the \
+misses `miss`) and tbuild exits 0 with cache-hit=false; with it, --out is left untouched and tbuild exits 9.")]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub rev: RevArgs,
+
+    /// Recipe file to use instead of the repository's tbuild.toml or the built-in recipe.
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+
+    /// Output directory: the restored artifact layout plus manifest.json. Replaced as a whole.
+    #[arg(long, default_value = "tbuild-out", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Only these targets (comma-separated names).
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub targets: Vec<String>,
+
+    /// Exit 9 without touching --out when any selected target is not in the cache.
+    #[arg(long)]
+    pub fail_on_cache_miss: bool,
+
+    /// Print the run's summary (the manifest) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }

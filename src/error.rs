@@ -26,6 +26,14 @@ pub enum Error {
     Publish(#[from] PublishError),
     #[error("{0}")]
     Usage(String),
+    #[error(
+        "{} of {total} targets not in the cache: {}; --out was left as it was (run `tbuild core` to build them, or drop --fail-on-cache-miss)",
+        missed.len(),
+        missed.join(", ")
+    )]
+    CacheMiss { missed: Vec<String>, total: usize },
+    #[error(transparent)]
+    Github(#[from] crate::github::GithubError),
 }
 
 /// Exit codes; 2 is also what clap uses for a command line it cannot parse.
@@ -39,6 +47,8 @@ pub mod exit {
     pub const BUILD: i32 = 6;
     pub const CACHE: i32 = 7;
     pub const OUTPUT: i32 = 8;
+    /// `restore --fail-on-cache-miss` found a target missing.
+    pub const CACHE_MISS: i32 = 9;
 }
 
 impl Error {
@@ -51,6 +61,8 @@ impl Error {
             Error::Cache(_) => exit::CACHE,
             Error::Publish(_) => exit::OUTPUT,
             Error::Usage(_) => exit::USAGE,
+            Error::CacheMiss { .. } => exit::CACHE_MISS,
+            Error::Github(_) => exit::INTERNAL,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod github;
 pub mod key;
 pub mod plan;
 pub mod publish;
@@ -29,7 +30,11 @@ pub use error::{Error, exit};
 /// Runs a parsed command line.
 pub fn run(cli: cli::Cli) -> Result<(), Error> {
     let reporter = Arc::new(report::Reporter::new(cli.quiet));
-    let cache_dir = cli.cache_dir.clone().unwrap_or_else(cache::default_cache_dir);
+    let cache_dir = cli.cache_dir.clone().or_else(cache::default_cache_dir).ok_or_else(|| {
+        Error::Usage(
+            "no cache dir: HOME and XDG_CACHE_HOME are not set; set TBUILD_CACHE_DIR (or pass --cache-dir DIR)".into(),
+        )
+    })?;
     // Held for the whole run, so `tbuild cache clean` never removes what this run uses;
     // clean itself takes it exclusively.
     let _in_use = match &cli.command {
@@ -43,6 +48,7 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
         cli::Command::Core(args) => commands::core::run(args, &cache, reporter),
         cli::Command::Key(args) => commands::key::run(args, &cache, &reporter, cli.verbose > 0),
         cli::Command::Recipe(args) => commands::recipe::run(args, &cache, &reporter),
+        cli::Command::Restore(args) => commands::restore::run(args, &cache, &reporter),
         cli::Command::Cache { command } => commands::cache::run(command, &cache, &reporter),
     }
 }

@@ -31,7 +31,7 @@ pub struct Manifest {
 pub struct TargetReport {
     pub key: String,
     pub status: Status,
-    /// Where the artifact came from: `local` (cache) or `build`.
+    /// Where the artifact came from: `local` (cache) or `build`; `none` for a miss.
     pub source: String,
     pub artifact_dir: String,
     pub inputs: usize,
@@ -49,6 +49,8 @@ pub enum Status {
     Hit,
     Built,
     Failed,
+    /// Not in the cache, and not built: `tbuild restore` never builds.
+    Miss,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -85,6 +87,11 @@ impl Staging {
     }
 
     /// A fresh, empty dir to restore one target's archive into.
+    /// The staging dir itself, on --out's file system.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn target_dir(&self, target: &str) -> Result<PathBuf, PublishError> {
         let dir = self.dir.path().join("targets").join(target);
         if dir.exists() {

@@ -10,7 +10,10 @@
 //! shared or restored from a CI cache. It verifies the whole archive's digest first, refuses
 //! absolute paths, `..`, hard links, device nodes and other special entries, symlinks that
 //! resolve outside the destination (following the archive's own links), and entries that
-//! would be written through a symlink. Links are created last.
+//! would be written through a symlink. Links are created last. It also refuses names that
+//! collide once case-folded and Unicode-normalised (they would overwrite each other on macOS
+//! or Windows file systems), and stops at the limits the action record implies (entry count
+//! and bytes), so a small archive cannot expand into a full disk (a decompression bomb).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -46,6 +49,25 @@ pub struct PackedArchive {
     pub digest: String,
     pub size: u64,
     pub files: Vec<ArchiveFile>,
+}
+
+/// How much an archive may hold when unpacked. A record lists every file with its size, so
+/// a verified archive that expands beyond its record is lying: the limits stop it early,
+/// before it fills the disk.
+#[derive(Debug, Clone, Copy)]
+pub struct UnpackLimits {
+    pub max_entries: usize,
+    pub max_bytes: u64,
+}
+
+impl UnpackLimits {
+    /// Exactly what `files` (an action record's list) describes.
+    pub fn for_files(files: &[ArchiveFile]) -> UnpackLimits {
+        UnpackLimits { max_entries: files.len(), max_bytes: files.iter().map(|f| f.size).sum() }
+    }
+
+    /// For archives with no record to compare against (bundles check theirs separately).
+    pub const UNBOUNDED: UnpackLimits = UnpackLimits { max_entries: usize::MAX, max_bytes: u64::MAX };
 }
 
 /// Packs `files` (archive path -> file or symlink on disk) into `dest`, which the caller
@@ -142,7 +164,12 @@ pub(crate) fn digest_file(path: &Path) -> io::Result<blake3::Hash> {
 /// Verifies `archive` against `expected_digest` (`None`: the caller just did), then extracts
 /// it into `dest`, an empty dir the caller created and renames into place afterwards.
 /// Returns the files extracted, with their digests.
-pub fn unpack(archive: &Path, expected_digest: Option<&str>, dest: &Path) -> Result<Vec<ArchiveFile>, CacheError> {
+pub fn unpack(
+    archive: &Path,
+    expected_digest: Option<&str>,
+    dest: &Path,
+    limits: UnpackLimits,
+) -> Result<Vec<ArchiveFile>, CacheError> {
     if let Some(expected) = expected_digest {
         let actual = digest_file(archive).map_err(CacheError::io(archive))?;
         if actual.to_hex().as_str() != expected {
@@ -159,6 +186,8 @@ pub fn unpack(archive: &Path, expected_digest: Option<&str>, dest: &Path) -> Res
     let mut extracted = Vec::new();
     let mut links: BTreeMap<String, String> = BTreeMap::new();
     let mut seen: HashMap<String, bool> = HashMap::new(); // path -> is a directory
+    let mut folded_names: HashMap<String, String> = HashMap::new(); // folded -> as in the archive
+    let (mut entries, mut bytes) = (0usize, 0u64);
     for entry in tar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -166,6 +195,18 @@ pub fn unpack(archive: &Path, expected_digest: Option<&str>, dest: &Path) -> Res
         let refuse = |reason: &str| CacheError::UnsafeEntry { entry: raw_path.clone(), reason: reason.into() };
         if seen.contains_key(&rel) || links.contains_key(&rel) {
             return Err(refuse("duplicate entry"));
+        }
+        if let Some(other) = folded_names.insert(folded(&rel), rel.clone()) {
+            return Err(refuse(&format!(
+                "collides with {other:?} on case-insensitive or Unicode-normalising file systems"
+            )));
+        }
+        entries += 1;
+        if entries > limits.max_entries {
+            return Err(refuse(&format!(
+                "the archive holds more than the {} entries its record lists",
+                limits.max_entries
+            )));
         }
         let kind = entry.header().entry_type();
         match kind {
@@ -191,6 +232,13 @@ pub fn unpack(archive: &Path, expected_digest: Option<&str>, dest: &Path) -> Res
                     let n = entry.read(&mut buf).map_err(corrupt)?;
                     if n == 0 {
                         break;
+                    }
+                    bytes += n as u64;
+                    if bytes > limits.max_bytes {
+                        return Err(refuse(&format!(
+                            "the archive expands beyond the {} bytes its record lists",
+                            limits.max_bytes
+                        )));
                     }
                     hasher.update(&buf[..n]);
                     out.write_all(&buf[..n]).map_err(CacheError::io(&out_path))?;
@@ -247,6 +295,12 @@ pub fn unpack(archive: &Path, expected_digest: Option<&str>, dest: &Path) -> Res
     }
     extracted.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(extracted)
+}
+
+/// The name a case-insensitive, normalising file system (APFS, NTFS) would see.
+fn folded(path: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    path.nfc().collect::<String>().to_lowercase()
 }
 
 /// A relative path of plain components only, normalised to `/` separators.

@@ -44,7 +44,7 @@ fn unpack_bytes(bytes: &[u8]) -> (tempfile::TempDir, Result<Vec<ArchiveFile>, Ca
     let digest = blake3::hash(bytes).to_hex().to_string();
     let dest = root.path().join("sandbox/dest");
     fs::create_dir_all(&dest).unwrap();
-    let result = unpack(&archive, Some(&digest), &dest);
+    let result = unpack(&archive, Some(&digest), &dest, UnpackLimits::UNBOUNDED);
     (root, result)
 }
 
@@ -73,6 +73,13 @@ fn hostile_archives_are_refused_and_write_nothing_outside() {
         ("fifo", vec![Raw::Fifo("pipe")], "device"),
         ("duplicate_entry", vec![Raw::File("a", b"1"), Raw::File("a", b"2")], "duplicate"),
         ("symlink_loop", vec![Raw::Symlink("a", "b"), Raw::Symlink("b", "a")], "loop"),
+        ("names_differ_by_case", vec![Raw::File("bin/Tool", b"1"), Raw::File("bin/tool", b"2")], "case-insensitive"),
+        (
+            "names_differ_by_normalisation",
+            vec![Raw::File("caf\u{e9}", b"1"), Raw::File("cafe\u{301}", b"2")],
+            "Unicode",
+        ),
+        ("link_and_file_differ_by_case", vec![Raw::File("lib.so", b"1"), Raw::Symlink("LIB.so", "lib.so")], "case"),
     ];
     for (name, entries, expect) in cases {
         let (root, result) = unpack_bytes(&craft(&entries));
@@ -81,6 +88,42 @@ fn hostile_archives_are_refused_and_write_nothing_outside() {
         assert_eq!(outside_dest(root.path()), Vec::<PathBuf>::new(), "{name} wrote outside");
         assert!(!Path::new("/tmp/tbuild-evil-abs").exists());
     }
+}
+
+/// A small archive whose contents expand far beyond what its record lists.
+#[test]
+fn decompression_bomb_stops_at_the_record_size() {
+    let zeros = vec![0u8; 64 << 20];
+    let bytes = craft(&[Raw::File("bomb", &zeros)]);
+    assert!(bytes.len() < 64 << 10, "64 MiB of zeros compress to {} bytes", bytes.len());
+    let root = tempfile::tempdir().unwrap();
+    let archive = root.path().join("a.tar.zst");
+    fs::write(&archive, &bytes).unwrap();
+    let dest = root.path().join("dest");
+    fs::create_dir_all(&dest).unwrap();
+    let record = [ArchiveFile { path: "bomb".into(), mode: 0o644, size: 1 << 20, digest: None, link: None }];
+    let err = unpack(&archive, None, &dest, UnpackLimits::for_files(&record)).unwrap_err().to_string();
+    assert!(err.contains("expands beyond the 1048576 bytes"), "{err}");
+    let written = fs::metadata(dest.join("bomb")).map(|m| m.len()).unwrap_or(0);
+    assert!(written <= 1 << 20, "stopped at the limit, wrote {written}");
+}
+
+#[test]
+fn more_entries_than_the_record_lists_are_refused() {
+    let files: Vec<String> = (0..10_000).map(|i| format!("d{}/f{i}", i % 100)).collect();
+    let entries: Vec<Raw> = files.iter().map(|f| Raw::File(f, b"x")).collect();
+    let bytes = craft(&entries);
+    let listed: Vec<ArchiveFile> =
+        files.iter().map(|f| ArchiveFile { path: f.clone(), mode: 0o644, size: 1, digest: None, link: None }).collect();
+    // 10,000 entries restore when the record lists them all...
+    let (_root, result) = unpack_bytes(&bytes);
+    assert_eq!(result.unwrap().len(), 10_000);
+    // ...and are refused past the count the record gives.
+    let root = tempfile::tempdir().unwrap();
+    let archive = root.path().join("a.tar.zst");
+    fs::write(&archive, &bytes).unwrap();
+    let err = unpack(&archive, None, root.path(), UnpackLimits::for_files(&listed[..9_999])).unwrap_err();
+    assert!(err.to_string().contains("more than the 9999 entries"), "{err}");
 }
 
 #[test]
@@ -107,7 +150,7 @@ fn flipped_byte_is_reported_as_corrupt() {
     let root = tempfile::tempdir().unwrap();
     let archive = root.path().join("a.tar.zst");
     fs::write(&archive, &bytes).unwrap();
-    let err = unpack(&archive, Some(&digest), root.path()).unwrap_err();
+    let err = unpack(&archive, Some(&digest), root.path(), UnpackLimits::UNBOUNDED).unwrap_err();
     assert!(matches!(err, CacheError::CorruptArchive { .. }), "{err}");
 }
 
@@ -149,7 +192,13 @@ fn packing_is_deterministic_and_round_trips() {
 
     let dest = scratch.path().join("restored");
     fs::create_dir_all(&dest).unwrap();
-    let restored = unpack(&scratch.path().join("out-3.tar.zst"), Some(&first.digest), &dest).unwrap();
+    let restored = unpack(
+        &scratch.path().join("out-3.tar.zst"),
+        Some(&first.digest),
+        &dest,
+        UnpackLimits::for_files(&first.files),
+    )
+    .unwrap();
     assert_eq!(restored, first.files);
     assert_eq!(fs::metadata(dest.join("bin/tool")).unwrap().permissions().mode() & 0o777, 0o755);
     assert_eq!(fs::metadata(dest.join("data.txt")).unwrap().permissions().mode() & 0o777, 0o644);

@@ -4,6 +4,7 @@
 //! locks, the blobs lock) and runs alongside builds; see `cache-layout.md`, "Maintenance".
 
 use std::fs::{self, File, TryLockError};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use super::CacheError;
@@ -14,13 +15,26 @@ pub const DIR_LOCK: &str = "tbuild.lock";
 /// Released on drop, or when the process exits.
 #[derive(Debug)]
 pub struct CacheDirLock {
-    _file: File,
+    /// `None` on a read-only cache that never had a lock file: no clean can run there.
+    _file: Option<File>,
 }
 
 impl CacheDirLock {
     /// Shared use of the cache at `root` (created if needed); waits only while a `clean` runs.
     pub fn shared(root: &Path, on_wait: impl FnOnce()) -> Result<CacheDirLock, CacheError> {
-        let (file, path) = open(root)?;
+        let (file, path) = match open(root) {
+            Ok(opened) => opened,
+            // A cache on a read-only file system (a CI cache mounted read-only) serves hits:
+            // an existing lock file still locks (flock needs no write access).
+            Err(CacheError::Io { path, source }) if source.kind() == ErrorKind::ReadOnlyFilesystem => {
+                match File::open(&path) {
+                    Ok(file) => (file, path),
+                    Err(err) if err.kind() == ErrorKind::NotFound => return Ok(CacheDirLock { _file: None }),
+                    Err(source) => return Err(CacheError::Io { path, source }),
+                }
+            }
+            Err(err) => return Err(err),
+        };
         match file.try_lock_shared() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -29,14 +43,14 @@ impl CacheDirLock {
             }
             Err(TryLockError::Error(source)) => return Err(CacheError::Io { path, source }),
         }
-        Ok(CacheDirLock { _file: file })
+        Ok(CacheDirLock { _file: Some(file) })
     }
 
     /// Sole use of the cache at `root`, or [`CacheError::InUse`] at once if any tbuild uses it.
     pub fn exclusive(root: &Path) -> Result<CacheDirLock, CacheError> {
         let (file, path) = open(root)?;
         match file.try_lock() {
-            Ok(()) => Ok(CacheDirLock { _file: file }),
+            Ok(()) => Ok(CacheDirLock { _file: Some(file) }),
             Err(TryLockError::WouldBlock) => Err(CacheError::InUse { path: root.to_path_buf() }),
             Err(TryLockError::Error(source)) => Err(CacheError::Io { path, source }),
         }
@@ -44,8 +58,8 @@ impl CacheDirLock {
 }
 
 fn open(root: &Path) -> Result<(File, PathBuf), CacheError> {
-    fs::create_dir_all(root).map_err(CacheError::io(root))?;
     let path = root.join(DIR_LOCK);
+    fs::create_dir_all(root).map_err(CacheError::io(&path))?;
     let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(CacheError::io(&path))?;
     Ok((file, path))
 }

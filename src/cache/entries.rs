@@ -7,7 +7,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{ActionRecord, CacheError, LocalCache};
+use super::{ActionRecord, CacheError, LocalCache, is_digest};
 
 /// One action record on disk.
 #[derive(Debug)]
@@ -47,7 +47,7 @@ pub fn records(cache: &LocalCache) -> Result<Vec<Entry>, CacheError> {
             Err(err) if err.kind() == ErrorKind::NotFound => continue,
             Err(source) => return Err(CacheError::Io { path, source }),
         };
-        let record = serde_json::from_slice::<ActionRecord>(&bytes).map_err(|e| format!("unreadable record: {e}"));
+        let record = ActionRecord::from_json(&bytes).map_err(|e| format!("unreadable record: {e}"));
         let last_used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         entries.push(Entry { key, path, record_size: meta.len(), last_used, record });
     }
@@ -89,8 +89,9 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
     }
 }
 
-/// The name without `suffix`, when it is a 64-digit hex key or digest (temp files are not).
+/// The name without `suffix`, when it is a key or digest as tbuild writes them (temp files
+/// are not).
 fn file_stem(path: &Path, suffix: &str) -> Option<String> {
     let stem = path.file_name()?.to_str()?.strip_suffix(suffix)?;
-    (stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit())).then(|| stem.to_string())
+    is_digest(stem).then(|| stem.to_string())
 }

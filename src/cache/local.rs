@@ -153,7 +153,21 @@ impl ArtifactStore for LocalCache {
             Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(CacheError::Io { path, source }),
         };
-        let record: ActionRecord = match serde_json::from_slice(&bytes) {
+        // A newer tbuild may have changed anything but `format`: look at that alone first.
+        #[derive(serde::Deserialize)]
+        struct FormatOnly {
+            format: u32,
+        }
+        if let Ok(FormatOnly { format }) = serde_json::from_slice(&bytes)
+            && format > RECORD_FORMAT
+        {
+            return Err(CacheError::NewerFormat { path, found: format, supported: RECORD_FORMAT });
+        }
+        let parsed = ActionRecord::from_json(&bytes).and_then(|record| match record.key == key {
+            true => Ok(record),
+            false => Err(format!("it is stored under {key} but says it is {}", record.key)),
+        });
+        let record = match parsed {
             Ok(record) => record,
             Err(err) => {
                 on_corrupt(CorruptEntry {
@@ -165,9 +179,6 @@ impl ArtifactStore for LocalCache {
                 return Ok(None);
             }
         };
-        if record.format > RECORD_FORMAT {
-            return Err(CacheError::NewerFormat { path, found: record.format, supported: RECORD_FORMAT });
-        }
         let blob = self.blob_path(&record.artifact_digest);
         let reason = match digest_file(&blob) {
             Ok(actual) if actual.to_hex().as_str() == record.artifact_digest => {
@@ -185,8 +196,12 @@ impl ArtifactStore for LocalCache {
         Ok(None)
     }
 
-    fn invalidate(&self, key: &str, artifact_digest: &str) {
-        self.drop_entry(key, Some(&self.blob_path(artifact_digest)));
+    /// Drops the record only. `get` verified the archive's digest, so its bytes are the ones
+    /// its name promises, and another key with identical outputs may point at the same
+    /// archive: deleting it would break an innocent entry. An archive no record points at
+    /// any more is garbage for `gc`.
+    fn invalidate(&self, key: &str, _artifact_digest: &str) {
+        self.drop_entry(key, None);
     }
 
     fn put(&self, record: &ActionRecord, archive: &Path) -> Result<(), CacheError> {
@@ -240,7 +255,7 @@ fn shard(hex: &str) -> &str {
 /// An exclusive advisory lock on a file, released on drop (or when the process dies).
 #[derive(Debug)]
 pub struct KeyLock {
-    _file: File,
+    _file: Option<File>,
 }
 
 impl KeyLock {
@@ -248,7 +263,18 @@ impl KeyLock {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
         }
-        let file = File::options().create(true).truncate(false).write(true).open(path).map_err(CacheError::io(path))?;
+        let file = match File::options().create(true).truncate(false).write(true).open(path) {
+            Ok(file) => file,
+            // A cache on a read-only file system (a CI cache mounted read-only) has no writer
+            // to exclude: an existing lock file still takes the lock (flock needs no write
+            // access), a missing one means nobody ever wrote here, so there is nothing to lock.
+            Err(err) if err.kind() == ErrorKind::ReadOnlyFilesystem => match File::open(path) {
+                Ok(file) => file,
+                Err(missing) if missing.kind() == ErrorKind::NotFound => return Ok(KeyLock { _file: None }),
+                Err(source) => return Err(CacheError::Io { path: path.into(), source }),
+            },
+            Err(source) => return Err(CacheError::Io { path: path.into(), source }),
+        };
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -257,7 +283,7 @@ impl KeyLock {
             }
             Err(TryLockError::Error(source)) => return Err(CacheError::Io { path: path.into(), source }),
         }
-        Ok(KeyLock { _file: file })
+        Ok(KeyLock { _file: Some(file) })
     }
 
     /// The lock if it is free now, `None` if another process holds it.
@@ -267,7 +293,7 @@ impl KeyLock {
         }
         let file = File::options().create(true).truncate(false).write(true).open(path).map_err(CacheError::io(path))?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(KeyLock { _file: file })),
+            Ok(()) => Ok(Some(KeyLock { _file: Some(file) })),
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(source)) => Err(CacheError::Io { path: path.into(), source }),
         }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use archive::{ArchiveFile, PackedArchive, pack, unpack};
+pub use archive::{ArchiveFile, PackedArchive, UnpackLimits, pack, unpack};
 pub use atomic::{AtomicFile, write_atomic};
 pub use dir_lock::CacheDirLock;
 pub use local::{BlobsLock, KeyLock, LAST_USE_RESOLUTION, LocalCache, RECORD_FORMAT};
@@ -58,6 +58,27 @@ pub struct ActionRecord {
     pub created_at: u64,
 }
 
+impl ActionRecord {
+    /// Parses and checks a record read from a cache. The digest becomes a path in the blob
+    /// store (which a corrupt entry makes us delete), so anything but 64 lowercase hex digits
+    /// is refused here: a hostile record must not name `../../somewhere`.
+    pub fn from_json(bytes: &[u8]) -> Result<ActionRecord, String> {
+        let record: ActionRecord = serde_json::from_slice(bytes).map_err(|err| err.to_string())?;
+        if !is_digest(&record.artifact_digest) {
+            return Err(format!("artifact_digest {:?} is not a blake3 hex digest", record.artifact_digest));
+        }
+        if let Some(file) = record.files.iter().find(|f| f.digest.as_deref().is_some_and(|d| !is_digest(d))) {
+            return Err(format!("the digest of {:?} is not a blake3 hex digest", file.path));
+        }
+        Ok(record)
+    }
+}
+
+/// 64 lowercase hex digits: a blake3 digest or a key as tbuild writes them.
+pub fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Where artifacts are looked up and stored. The local cache implements it; remote
 /// backends and a tiered local-over-remote store sit behind the same trait.
 pub trait ArtifactStore: Send + Sync {
@@ -81,7 +102,7 @@ pub struct CorruptEntry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("cache i/o error on {path}")]
+    #[error("cache i/o error on {path}{}", io_hint(source))]
     Io {
         path: PathBuf,
         #[source]
@@ -112,6 +133,19 @@ fn corrupt_message(found: usize, removed: usize) -> String {
     }
 }
 
+/// What to do about the i/o errors a user can fix.
+fn io_hint(err: &std::io::Error) -> &'static str {
+    match err.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            " (the cache's file system is full: free space, e.g. with `tbuild cache gc`, or set TBUILD_CACHE_DIR to a bigger disk)"
+        }
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+            " (the cache dir is not writable: hits are served from a read-only cache, but building needs a writable TBUILD_CACHE_DIR)"
+        }
+        _ => "",
+    }
+}
+
 impl CacheError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> CacheError {
         let path = path.into();
@@ -119,15 +153,15 @@ impl CacheError {
     }
 }
 
-/// The default cache dir: `$XDG_CACHE_HOME/tbuild`, else `~/.cache/tbuild`.
-pub fn default_cache_dir() -> PathBuf {
+/// The default cache dir: `$XDG_CACHE_HOME/tbuild`, else `~/.cache/tbuild`; `None` when
+/// neither is set. There is no fallback to a temp dir on purpose: a cache that silently
+/// lands somewhere else is a cache that is silently cold on the next run.
+pub fn default_cache_dir() -> Option<PathBuf> {
     if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(xdg).join("tbuild");
+        return Some(PathBuf::from(xdg).join("tbuild"));
     }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".cache").join("tbuild"),
-        None => std::env::temp_dir().join("tbuild-cache"),
-    }
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty())?;
+    Some(PathBuf::from(home).join(".cache").join("tbuild"))
 }
 
 /// Seconds since the epoch, for records.

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use super::load_commit;
 use crate::build::{BuildDirs, build_target, expand_env};
 use crate::cache::{
-    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT, now_secs,
-    pack, unpack,
+    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT,
+    UnpackLimits, now_secs, pack, unpack,
 };
 use crate::cli::CoreArgs;
 use crate::error::Error;
@@ -24,6 +24,7 @@ use crate::source::checkout;
 
 pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
     let started = Instant::now();
+    let github = crate::github::GithubEnv::from_env();
     // Refuse a bad --out before any work.
     let staging = Staging::new(&args.out)?;
     let loaded = load_commit(cache, &args.rev.repo, &args.rev.sha, args.rev.offline, &reporter)?;
@@ -75,6 +76,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         let dirs = BuildDirs { work, cargo_target: repo_dir.join("cargo-target"), tracked };
         let results = build_all(to_build, dirs, cache, &sha, &reporter, args.jobs as usize, args.rev.offline);
         for (p, result) in results {
+            github.log_group(&p.target.name, &cache.log_path(&p.target.name, &p.key));
             // A built target is published from the cache, exactly as a hit would be.
             let restored = result.and_then(|(build, pack)| Ok((stage.restore_built(&p)?, build, pack)));
             match restored {
@@ -105,6 +107,8 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         targets: reports,
     };
     staging.publish(&manifest)?;
+    github.write_outputs(&crate::github::run_outputs(&manifest))?;
+    github.write_summary(&crate::github::run_summary("core", &manifest))?;
     if let Some(path) = &args.timings {
         crate::timings::write(path, &format!("{sha} ({})", loaded.repo_url), reporter.timeline())?;
     }
@@ -135,17 +139,21 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     }
 }
 
-/// What restoring and reporting need from the run.
-struct Stage<'a> {
-    cache: &'a LocalCache,
-    staging: &'a Staging,
-    reporter: &'a Reporter,
-    key_ms: u64,
+/// What restoring and reporting need from the run; `tbuild restore` looks up through it too.
+pub(super) struct Stage<'a> {
+    pub(super) cache: &'a LocalCache,
+    pub(super) staging: &'a Staging,
+    pub(super) reporter: &'a Reporter,
+    pub(super) key_ms: u64,
 }
 
 impl Stage<'_> {
     /// Restores `p` if the cache has it and records the hit; `false` on a miss.
-    fn restore_hit(&self, p: &PlannedTarget, reports: &mut BTreeMap<String, TargetReport>) -> Result<bool, Error> {
+    pub(super) fn restore_hit(
+        &self,
+        p: &PlannedTarget,
+        reports: &mut BTreeMap<String, TargetReport>,
+    ) -> Result<bool, Error> {
         let Some((record, took)) = self.restore(p)? else { return Ok(false) };
         self.reporter.done(&p.target.name, &restored_message(&record));
         reports.insert(p.target.name.clone(), self.report(p, Status::Hit, Some(&record), took, None));
@@ -177,7 +185,8 @@ impl Stage<'_> {
             return Ok(None);
         };
         let dest = staging.target_dir(name)?;
-        let unpacked = unpack(&hit.archive, None, &dest).and_then(|files| {
+        let limits = UnpackLimits::for_files(&hit.record.files);
+        let unpacked = unpack(&hit.archive, None, &dest, limits).and_then(|files| {
             if files == hit.record.files {
                 Ok(())
             } else {
@@ -201,11 +210,15 @@ impl Stage<'_> {
                 staging.target_dir(name)?;
                 Ok(None)
             }
+            // Writing into the staging dir failed: that is --out's file system, not the cache.
+            Err(CacheError::Io { path, source }) if path.starts_with(staging.root()) => {
+                Err(crate::publish::PublishError::Io { path, source }.into())
+            }
             Err(err) => Err(err.into()),
         }
     }
 
-    fn report(
+    pub(super) fn report(
         &self,
         p: &PlannedTarget,
         status: Status,
@@ -232,7 +245,7 @@ fn restored_message(record: &ActionRecord) -> String {
 }
 
 /// `1 target`, `3 targets`.
-fn plural(n: usize, noun: &str) -> String {
+pub(super) fn plural(n: usize, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 

@@ -4,8 +4,9 @@ use serde::Serialize;
 
 use super::{LoadedTree, load_commit, load_dir};
 use crate::cache::{BlobDigestMemo, LocalCache};
-use crate::cli::KeyArgs;
+use crate::cli::{KeyArgs, KeyFormat};
 use crate::error::Error;
+use crate::github::{self, GithubEnv};
 use crate::key::KeyInput;
 use crate::plan::{plan, recipe_and_workspace};
 use crate::report::Reporter;
@@ -26,7 +27,16 @@ pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: boo
     let recipe = recipe.select(&args.targets)?;
     let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
     memo.save()?;
-    if args.json {
+    let format = args.format();
+    if format == KeyFormat::Github {
+        let keys = planned.iter().map(|p| (p.target.name.clone(), p.key.clone())).collect();
+        let outputs = github::key_outputs(&keys);
+        if GithubEnv::from_env().write_outputs(&outputs)? {
+            reporter.info(&format!("wrote {} keys to $GITHUB_OUTPUT", planned.len()));
+        } else {
+            print!("{}", outputs.render());
+        }
+    } else if format == KeyFormat::Json {
         let reports: Vec<KeyReport> = planned
             .iter()
             .map(|p| KeyReport {

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod core;
 pub mod key;
 pub mod recipe;
+pub mod restore;
 
 use std::path::{Path, PathBuf};
 

@@ -3,8 +3,11 @@
 
 mod support;
 
+mod ci_restore;
+mod ci_workflows;
 mod engine;
 mod errors;
+mod faults;
 mod hostile;
 mod keys;
 mod languages;

@@ -59,6 +59,10 @@ impl World {
         cmd.args(args)
             .env("TBUILD_CACHE_DIR", self.cache())
             .env_remove("TBUILD_CORE_REPO")
+            // Under GitHub Actions these are set for the test process too; tests set their own.
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_OUTPUT")
+            .env_remove("GITHUB_STEP_SUMMARY")
             .env("CI", "true")
             .current_dir(self.dir.path());
         for (k, v) in env {

@@ -1,0 +1,82 @@
+//! `tbuild restore`: the CI restore step. The same lookups as `tbuild core` (its [`Stage`]),
+//! and nothing else: no checkout, no work dir lock, no build.
+//!
+//! On a partial hit the hits are published into `--out` and the manifest marks each missing
+//! target `miss` (exit 0, `cache-hit=false`), so a job can use what is there and build the
+//! rest. With `--fail-on-cache-miss` any miss leaves `--out` exactly as it was and exits 9:
+//! a job that must not build gets all of its targets or none.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::core::{Stage, plural};
+use super::load_commit;
+use crate::cache::{BlobDigestMemo, LocalCache};
+use crate::cli::RestoreArgs;
+use crate::error::Error;
+use crate::github::{GithubEnv, run_outputs, run_summary};
+use crate::plan::{plan, recipe_and_workspace};
+use crate::publish::{Manifest, Staging, Status, TargetReport};
+use crate::report::{Phase, Reporter, human_duration};
+
+pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
+    let started = Instant::now();
+    let github = GithubEnv::from_env();
+    // Refuse a bad --out before any work.
+    let staging = Staging::new(&args.out)?;
+    let loaded = load_commit(cache, &args.rev.repo, &args.rev.sha, args.rev.offline, reporter)?;
+    let sha = loaded.tree.provenance();
+    let key_started = Instant::now();
+    let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
+    let (recipe, recipe_source, graph) =
+        recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
+    let recipe = recipe.select(&args.targets)?;
+    for target in &recipe.targets {
+        reporter.phase(&target.name, Phase::Hash);
+    }
+    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
+    memo.save()?;
+    let key_ms = key_started.elapsed().as_millis() as u64;
+
+    let stage = Stage { cache, staging: &staging, reporter, key_ms };
+    let mut reports: BTreeMap<String, TargetReport> = BTreeMap::new();
+    let mut missed = Vec::new();
+    for p in &planned {
+        if !stage.restore_hit(p, &mut reports)? {
+            reporter.done(&p.target.name, "not in the cache");
+            let mut report = stage.report(p, Status::Miss, None, Duration::ZERO, None);
+            report.source = "none".into();
+            reports.insert(p.target.name.clone(), report);
+            missed.push(p.target.name.clone());
+        }
+    }
+    let manifest = Manifest {
+        tbuild: env!("CARGO_PKG_VERSION").into(),
+        sha: sha.clone(),
+        repo: loaded.repo_url.clone(),
+        recipe: recipe_source.to_string(),
+        targets: reports,
+    };
+
+    if !missed.is_empty() && args.fail_on_cache_miss {
+        // The outputs still tell later steps what happened; `staging` is dropped unpublished.
+        github.write_outputs(&run_outputs(&manifest))?;
+        github.write_summary(&run_summary("restore", &manifest))?;
+        return Err(Error::CacheMiss { missed, total: planned.len() });
+    }
+    staging.publish(&manifest)?;
+    github.write_outputs(&run_outputs(&manifest))?;
+    github.write_summary(&run_summary("restore", &manifest))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&manifest).expect("manifests serialise"));
+    }
+    reporter.info(&format!(
+        "{}: {} restored, {} not in the cache in {}; artifacts in {}",
+        plural(planned.len(), "target"),
+        planned.len() - missed.len(),
+        missed.len(),
+        human_duration(started.elapsed()),
+        args.out.display()
+    ));
+    Ok(())
+}
