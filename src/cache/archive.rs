@@ -203,10 +203,8 @@ pub fn unpack(
         }
         entries += 1;
         if entries > limits.max_entries {
-            return Err(refuse(&format!(
-                "the archive holds more than the {} entries its record lists",
-                limits.max_entries
-            )));
+            let reason = format!("it holds more than the {} entries its record lists", limits.max_entries);
+            return Err(CacheError::CorruptArchive { path: archive.to_path_buf(), reason });
         }
         let kind = entry.header().entry_type();
         match kind {
@@ -235,10 +233,8 @@ pub fn unpack(
                     }
                     bytes += n as u64;
                     if bytes > limits.max_bytes {
-                        return Err(refuse(&format!(
-                            "the archive expands beyond the {} bytes its record lists",
-                            limits.max_bytes
-                        )));
+                        let reason = format!("it expands beyond the {} bytes its record lists", limits.max_bytes);
+                        return Err(CacheError::CorruptArchive { path: archive.to_path_buf(), reason });
                     }
                     hasher.update(&buf[..n]);
                     out.write_all(&buf[..n]).map_err(CacheError::io(&out_path))?;

@@ -196,12 +196,8 @@ impl ArtifactStore for LocalCache {
         Ok(None)
     }
 
-    /// Drops the record only. `get` verified the archive's digest, so its bytes are the ones
-    /// its name promises, and another key with identical outputs may point at the same
-    /// archive: deleting it would break an innocent entry. An archive no record points at
-    /// any more is garbage for `gc`.
-    fn invalidate(&self, key: &str, _artifact_digest: &str) {
-        self.drop_entry(key, None);
+    fn invalidate(&self, key: &str, hostile_archive: Option<&str>) {
+        self.drop_entry(key, hostile_archive.map(|digest| self.blob_path(digest)).as_deref());
     }
 
     fn put(&self, record: &ActionRecord, archive: &Path) -> Result<(), CacheError> {

@@ -88,8 +88,10 @@ pub trait ArtifactStore: Send + Sync {
     /// Store `archive` (already packed) under its digest and publish `record` for its key.
     /// The archive file may be moved into the store.
     fn put(&self, record: &ActionRecord, archive: &Path) -> Result<(), CacheError>;
-    /// Forget `key` (and its archive): it failed a check after `get` (e.g. its contents).
-    fn invalidate(&self, key: &str, artifact_digest: &str);
+    /// Forget `key`: it failed a check after `get`. `hostile_archive` names its archive when
+    /// the archive itself is unsafe whatever record points at it (then it goes too); an
+    /// archive that merely disagrees with this record stays, as another record may share it.
+    fn invalidate(&self, key: &str, hostile_archive: Option<&str>);
 }
 
 /// A cache entry that failed verification and was dropped.

@@ -206,7 +206,9 @@ impl Stage<'_> {
             }
             Err(err @ (CacheError::UnsafeEntry { .. } | CacheError::CorruptArchive { .. })) => {
                 reporter.warn(&format!("cache entry of {name} refused: {err}; dropped, rebuilding"));
-                cache.invalidate(&p.key, &hit.record.artifact_digest);
+                // An unsafe entry is unsafe under any record; a mismatch only blames this one.
+                let hostile = matches!(err, CacheError::UnsafeEntry { .. });
+                cache.invalidate(&p.key, hostile.then_some(hit.record.artifact_digest.as_str()));
                 staging.target_dir(name)?;
                 Ok(None)
             }

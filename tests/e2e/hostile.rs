@@ -50,9 +50,12 @@ fn hostile_cache_entries_are_refused_and_rebuilt() {
         let blob = world.cache().join(format!("v1/blobs/{}/{digest}.tar.zst", &digest[..2]));
         std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
         std::fs::write(&blob, &archive).unwrap();
+        // A record generous enough that the size limits let the archive reach the checks.
+        let listed: Vec<_> =
+            (0..8).map(|i| serde_json::json!({"path": format!("f{i}"), "mode": 420, "size": 1 << 20})).collect();
         let record = serde_json::json!({
             "format": 1, "target": "tasker-ctl", "key": key, "artifact_digest": digest,
-            "artifact_size": archive.len(), "files": [], "build_duration_ms": 1,
+            "artifact_size": archive.len(), "files": listed, "build_duration_ms": 1,
             "provenance": "planted", "toolchain": "x", "created_at": 0
         });
         let action = world.cache().join(format!("v1/actions/{}/{key}.json", &key[..2]));
