@@ -55,20 +55,13 @@ pub enum Command {
     /// Restore a commit's artifacts from the cache into --out, never building: the CI
     /// restore step. Writes GitHub Actions outputs and a step summary when run there.
     Restore(RestoreArgs),
-    /// Work with the cache dir: move entries between machines as bundles.
-    #[command(subcommand)]
-    Cache(CacheCommand),
+    /// Inspect and maintain the cache dir: list, size, verify, evict, clean.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Say why a target misses: compare its inputs with the closest stored entry.
     Explain(ExplainArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum CacheCommand {
-    /// Write one commit's cache entries (and with --with-source its git objects) to a bundle
-    /// file that `tbuild cache import` reads on another machine.
-    Export(ExportArgs),
-    /// Verify a bundle whole, then add its entries (and source) to this cache.
-    Import(ImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +201,11 @@ pub struct CoreArgs {
 
     #[command(flatten)]
     pub release: PreferReleaseArgs,
+
+    /// Write a timeline of the run (one row per target, its phases coloured) to FILE;
+    /// `.html` for a page with a table too, `.svg` for the picture alone.
+    #[arg(long, value_name = "FILE", value_parser = crate::timings::parse_path)]
+    pub timings: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -248,6 +246,65 @@ pub struct KeyArgs {
 }
 
 pub type RecipeArgs = KeyArgs;
+
+/// `tbuild cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Write one commit's cache entries (and with --with-source its git objects) to a bundle
+    /// file that `tbuild cache import` reads on another machine.
+    Export(ExportArgs),
+    /// Verify a bundle whole, then add its entries (and source) to this cache.
+    Import(ImportArgs),
+    /// Print the cache dir.
+    Dir,
+    /// List the cache entries: target, key, commit, size, age, last use.
+    Ls {
+        /// JSON on stdout: one object per entry.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disk use by kind: records, archives, memos, logs, temp, git mirrors, build dirs.
+    Du {
+        /// JSON on stdout: bytes per kind and the total.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every archive and check every record against it; exit 7 if any is corrupt.
+    Verify {
+        /// Remove the corrupt records and archives (by default they are only reported).
+        #[arg(long)]
+        fix: bool,
+        /// JSON on stdout: counts and every problem found.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evict least recently used entries, unreferenced archives and stale temp files.
+    /// Safe while other tbuilds run.
+    Gc {
+        /// Evict least recently used entries until records + archives fit, e.g. 5GiB, 500MB.
+        #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size)]
+        max_size: Option<u64>,
+        /// Evict entries not used for this long, e.g. 30d, 12h.
+        #[arg(long, value_name = "AGE", value_parser = crate::units::parse_age)]
+        max_age: Option<std::time::Duration>,
+        /// Also delete each repository's cargo target dir (the next miss compiles from scratch).
+        #[arg(long)]
+        prune_target_dirs: bool,
+        /// Print what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON on stdout: what was evicted and removed, what was kept.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the cached artifacts and build dirs (git mirrors stay); refused while
+    /// another tbuild uses the cache.
+    Clean {
+        /// Remove everything, git mirrors included.
+        #[arg(long)]
+        all: bool,
+    },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KeyFormat {

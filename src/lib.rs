@@ -23,7 +23,9 @@ pub mod recipe;
 pub mod release;
 pub mod report;
 pub mod source;
+pub mod timings;
 pub mod toolchain;
+pub mod units;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -51,14 +53,21 @@ pub fn run(cli: cli::Cli) -> Result<(), Error> {
     // (CARGO_TARGET_DIR): a relative one would point somewhere else for them.
     let cache_dir = std::path::absolute(&cache_dir)
         .map_err(|err| Error::Usage(format!("cache dir {}: {err}", cache_dir.display())))?;
+    // Held for the whole run, so `tbuild cache clean` never removes what this run uses;
+    // clean itself takes it exclusively.
+    let _in_use = match &cli.command {
+        cli::Command::Cache { command: cli::CacheCommand::Clean { .. } } => None,
+        _ => Some(cache::CacheDirLock::shared(&cache_dir, || {
+            reporter.info("waiting for `tbuild cache clean` to finish")
+        })?),
+    };
     let cache = cache::LocalCache::open(&cache_dir)?;
     match &cli.command {
         cli::Command::Core(args) => commands::core::run(args, &cache, reporter),
         cli::Command::Key(args) => commands::key::run(args, &cache, &reporter, cli.verbose > 0),
         cli::Command::Recipe(args) => commands::recipe::run(args, &cache, &reporter),
         cli::Command::Restore(args) => commands::restore::run(args, &cache, reporter),
-        cli::Command::Cache(cli::CacheCommand::Export(args)) => commands::bundle::export(args, &cache, &reporter),
-        cli::Command::Cache(cli::CacheCommand::Import(args)) => commands::bundle::import(args, &cache, &reporter),
+        cli::Command::Cache { command } => commands::cache::run(command, &cache, &reporter),
         cli::Command::Explain(args) => commands::explain::run(args, &cache, &reporter),
         cli::Command::Upstream(_) | cli::Command::Release(_) | cli::Command::Affected(_) => {
             unreachable!("run above")

@@ -10,6 +10,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::source::FetchProgress;
+use crate::timings::Timeline;
 
 /// What a target is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub enum Phase {
 pub struct Reporter {
     bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
     quiet: bool,
+    /// Every phase change, for `--timings`.
+    timeline: Timeline,
 }
 
 impl Reporter {
@@ -32,7 +35,18 @@ impl Reporter {
     pub fn new(quiet: bool) -> Reporter {
         let fancy = !quiet && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
         let bars = fancy.then(|| (MultiProgress::new(), Mutex::new(HashMap::new())));
-        Reporter { bars, quiet }
+        Reporter { bars, quiet, timeline: Timeline::new() }
+    }
+
+    /// The phases of every target so far (see `--timings`).
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// `target` leaves its phase without entering another (e.g. a lookup missed and the
+    /// target waits for the build stage), so the timeline does not stretch the phase.
+    pub fn phase_ended(&self, target: &str) {
+        self.timeline.end(target);
     }
 
     /// A line of progress about the run as a whole.
@@ -60,6 +74,8 @@ impl Reporter {
 
     /// Moves `target` to a new phase. Plain mode prints only the phases that take time.
     pub fn phase(&self, target: &str, phase: Phase) {
+        // The variant's name: a phase added to the enum shows up in the timeline as it is.
+        self.timeline.start(target, &format!("{phase:?}").to_ascii_lowercase());
         let phase = match phase {
             Phase::Hash => "hash",
             Phase::Restore => "restore",
@@ -92,6 +108,7 @@ impl Reporter {
 
     /// Ends `target`'s line with its outcome.
     pub fn done(&self, target: &str, outcome: &str) {
+        self.timeline.finish(target, outcome);
         match &self.bars {
             Some((_, bars)) => match bars.lock().expect("reporter lock").get(target) {
                 Some(bar) => bar.finish_with_message(outcome.to_string()),

@@ -84,6 +84,26 @@ impl LocalCache {
         KeyLock::acquire(&path, on_wait)
     }
 
+    /// Like [`LocalCache::lock_key`], but `None` instead of waiting when another process holds it.
+    pub fn try_lock_key(&self, key: &str) -> Result<Option<KeyLock>, CacheError> {
+        KeyLock::try_acquire(&self.versioned.join("locks").join(format!("{key}.lock")))
+    }
+
+    /// The lock over the blob store: shared by writers from checking for an archive until
+    /// its record is written, exclusive while gc removes archives no record refers to.
+    pub fn lock_blobs(&self, exclusive: bool) -> Result<BlobsLock, CacheError> {
+        let path = self.versioned.join("locks").join("blobs.lock");
+        let file =
+            File::options().create(true).truncate(false).write(true).open(&path).map_err(CacheError::io(&path))?;
+        if exclusive { file.lock() } else { file.lock_shared() }.map_err(CacheError::io(&path))?;
+        Ok(BlobsLock { _file: file })
+    }
+
+    /// `<cache>/v1`: the content-addressed part, for the maintenance commands that walk it.
+    pub fn versioned_dir(&self) -> &Path {
+        &self.versioned
+    }
+
     /// A JSON memo (e.g. a crate graph) written earlier by [`LocalCache::put_json`].
     /// An unreadable memo is treated as absent: it is derived data and is rewritten.
     pub fn get_json<T: DeserializeOwned>(&self, path: &Path) -> Option<T> {
@@ -166,9 +186,12 @@ impl ArtifactStore for LocalCache {
         let blob = self.blob_path(&record.artifact_digest);
         let reason = match digest_file(&blob) {
             Ok(actual) if actual.to_hex().as_str() == record.artifact_digest => {
+                record_use(&path);
                 return Ok(Some(CacheHit { record, archive: blob, source: HitSource::Local }));
             }
             Ok(actual) => format!("archive digest is {}, its record says {}", actual.to_hex(), record.artifact_digest),
+            // Record gone too: `tbuild cache gc` evicted the entry since we read it. A miss.
+            Err(err) if err.kind() == ErrorKind::NotFound && !path.exists() => return Ok(None),
             Err(err) if err.kind() == ErrorKind::NotFound => "its archive is missing".to_string(),
             Err(source) => return Err(CacheError::Io { path: blob, source }),
         };
@@ -183,6 +206,9 @@ impl ArtifactStore for LocalCache {
 
     fn put(&self, record: &ActionRecord, archive: &Path) -> Result<(), CacheError> {
         let blob = self.blob_path(&record.artifact_digest);
+        // Shared with other writers, exclusive for gc's sweep of unreferenced archives: an
+        // archive found present here cannot be swept before its record is written.
+        let _blobs = self.lock_blobs(false)?;
         let parent = blob.parent().expect("blob paths are sharded");
         fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
         if blob.exists() {
@@ -197,6 +223,28 @@ impl ArtifactStore for LocalCache {
         let bytes = serde_json::to_vec_pretty(record).expect("records serialise");
         write_atomic(&self.tmp_dir(), &self.action_path(&record.key), &bytes)
     }
+}
+
+/// A hit refreshes its record's mtime, which is the entry's last use for `tbuild cache gc`.
+/// Only when older than [`LAST_USE_RESOLUTION`]: a hit costs one `stat`, not a write, and
+/// the record's bytes are never rewritten.
+fn record_use(record: &Path) {
+    let fresh = fs::metadata(record)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < LAST_USE_RESOLUTION));
+    if !fresh && let Ok(file) = File::options().write(true).open(record) {
+        // Best effort: a failure only makes the entry look older to gc.
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// How precisely last use is recorded (see [`record_use`]).
+pub const LAST_USE_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Held while writing to or sweeping the blob store (see [`LocalCache::lock_blobs`]).
+#[derive(Debug)]
+pub struct BlobsLock {
+    _file: File,
 }
 
 /// `ab/` for `abcdef...`: keeps directories small.
@@ -236,6 +284,19 @@ impl KeyLock {
             Err(TryLockError::Error(source)) => return Err(CacheError::Io { path: path.into(), source }),
         }
         Ok(KeyLock { _file: Some(file) })
+    }
+
+    /// The lock if it is free now, `None` if another process holds it.
+    pub fn try_acquire(path: &Path) -> Result<Option<KeyLock>, CacheError> {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
+        }
+        let file = File::options().create(true).truncate(false).write(true).open(path).map_err(CacheError::io(path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(KeyLock { _file: Some(file) })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(source)) => Err(CacheError::Io { path: path.into(), source }),
+        }
     }
 }
 

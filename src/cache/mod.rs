@@ -6,10 +6,16 @@
 
 mod archive;
 mod atomic;
+pub mod clean;
 mod derivation;
+mod dir_lock;
+pub mod entries;
+pub mod gc;
 mod local;
 mod memo;
 pub mod remote;
+pub mod usage;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +24,8 @@ use serde::{Deserialize, Serialize};
 pub use archive::{ArchiveFile, PackedArchive, UnpackLimits, pack, unpack};
 pub use atomic::{AtomicFile, write_atomic};
 pub use derivation::{INPUT_DIGEST_CHARS, InputLine, KeyDerivation};
-pub use local::{KeyLock, LocalCache, RECORD_FORMAT};
+pub use dir_lock::CacheDirLock;
+pub use local::{BlobsLock, KeyLock, LAST_USE_RESOLUTION, LocalCache, RECORD_FORMAT};
 pub use memo::BlobDigestMemo;
 
 /// Version of the on-disk format under `<cache>/v<N>/`. When bumping this, also bump
@@ -139,6 +146,21 @@ pub enum CacheError {
     /// Only with `--remote-required`: otherwise a failing remote is warned about and skipped.
     #[error("remote cache {remote} failed and --remote-required is set: {message}")]
     Remote { remote: String, message: String },
+    #[error("another tbuild is using the cache dir {path}; run this again when it has finished")]
+    InUse { path: PathBuf },
+    #[error("{}", corrupt_message(*found, *removed))]
+    Corrupt { found: usize, removed: usize },
+}
+
+fn corrupt_message(found: usize, removed: usize) -> String {
+    let what = if found == 1 { "1 corrupt cache file".to_string() } else { format!("{found} corrupt cache files") };
+    match removed {
+        0 => format!("{what} found (listed above); `tbuild cache verify --fix` removes them"),
+        n if n == found => format!("{what} found and removed"),
+        n => {
+            format!("{what} found, {n} removed; the others belong to keys another tbuild is building, try again later")
+        }
+    }
 }
 
 /// What to do about the i/o errors a user can fix.

@@ -47,6 +47,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     }
     let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
     memo.save()?;
+    planned.iter().for_each(|p| reporter.phase_ended(&p.target.name));
     let key_ms = key_started.elapsed().as_millis() as u64;
 
     let stage = Stage { cache, store: &store, staging: &staging, reporter: &reporter, key_ms };
@@ -120,6 +121,9 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     }
     github.write_outputs(&crate::github::run_outputs(&manifest))?;
     github.write_summary(&crate::github::run_summary("core", &manifest))?;
+    if let Some(path) = &args.timings {
+        crate::timings::write(path, &format!("{sha} ({})", loaded.repo_url), reporter.timeline())?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&manifest).expect("manifests serialise"));
     }
@@ -193,6 +197,7 @@ impl Stage<'_> {
             reporter.warn(&format!("cache entry of {name} is corrupt ({path}: {reason}); dropped, rebuilding"));
         };
         let Some(hit) = cache.get(&p.key, &mut on_corrupt)? else {
+            reporter.phase_ended(name);
             return Ok(None);
         };
         let dest = staging.target_dir(name)?;
@@ -207,6 +212,14 @@ impl Stage<'_> {
         });
         match unpacked {
             Ok(()) => Ok(Some((hit.record, started.elapsed(), hit.source))),
+            // Evicted by a concurrent `tbuild cache gc` between the lookup and now: a miss.
+            Err(CacheError::Io { path, source })
+                if path == hit.archive && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                reporter.phase_ended(name);
+                staging.target_dir(name)?;
+                Ok(None)
+            }
             Err(err @ (CacheError::UnsafeEntry { .. } | CacheError::CorruptArchive { .. })) => {
                 reporter.warn(&format!("cache entry of {name} refused: {err}; dropped, rebuilding"));
                 // An unsafe entry is unsafe under any record; a mismatch only blames this one.
@@ -282,6 +295,7 @@ fn build_all(
                 let _permit = permits.acquire_owned().await.expect("semaphore open");
                 reporter.phase(&p.target.name, Phase::Build);
                 let log = cache.log_path(&p.target.name, &p.key);
+                let name = p.target.name.clone();
                 let result: Built = async {
                     let mut env = expand_env(&p.target.env, offline)?;
                     if offline {
@@ -297,6 +311,7 @@ fn build_all(
                     Ok((built.duration, pack_started.elapsed()))
                 }
                 .await;
+                reporter.phase_ended(&name);
                 (index, result)
             });
         }

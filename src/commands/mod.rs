@@ -2,6 +2,7 @@
 
 pub mod affected;
 pub mod bundle;
+pub mod cache;
 pub mod core;
 pub mod explain;
 pub mod key;
