@@ -56,7 +56,10 @@ fn workflow_files() -> Vec<String> {
 #[test]
 fn every_workflow_and_action_is_well_formed() {
     let workflows = workflow_files();
-    assert_eq!(workflows, [".github/workflows/bleeding-edge.yml", ".github/workflows/ci.yml"]);
+    assert_eq!(
+        workflows,
+        [".github/workflows/bleeding-edge.yml", ".github/workflows/ci.yml", ".github/workflows/upstream-check.yml"]
+    );
     for rel in &workflows {
         let doc = load(rel);
         assert!(doc["name"].as_str().is_some(), "{rel}: name");
@@ -145,6 +148,18 @@ fn bleeding_edge_has_the_design_docs_triggers_steps_and_artifacts() {
         assert!(index > core, "{name} is uploaded after the build");
         assert_eq!(path, format!("tasker-core-artifacts/{name}"));
     }
+}
+
+#[test]
+fn upstream_check_runs_daily_at_six_and_on_demand() {
+    let doc = load(".github/workflows/upstream-check.yml");
+    let on = &doc["on"];
+    let crons: Vec<&str> = on["schedule"].as_vec().unwrap().iter().map(|s| str_of(&s["cron"], "cron")).collect();
+    assert_eq!(crons, ["0 6 * * *"], "daily at 06:00 UTC");
+    assert!(!on["workflow_dispatch"].is_badvalue(), "manual runs");
+    let steps = steps(&doc["jobs"]["check"]);
+    let check = position(steps, "the check", |s| run(s).contains("tbuild upstream check"));
+    assert!(run(&steps[check]).contains("--format github"), "outputs and step summary for the later steps");
 }
 
 #[test]
