@@ -88,7 +88,7 @@ pub struct CoreArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("tree").required(true).args(["sha", "path"]))]
+#[command(group = clap::ArgGroup::new("tree").required(true).args(["sha", "path", "range"]))]
 pub struct KeyArgs {
     /// Commit to key (see `core --sha`).
     #[arg(long, value_name = "REV")]
@@ -116,6 +116,16 @@ pub struct KeyArgs {
     /// JSON output: per target its key, input count and (with -v) inputs.
     #[arg(long)]
     pub json: bool,
+
+    /// Commits A..B of --repo (first-parent walk from B, A excluded): for each, the targets
+    /// whose keys differ from its first parent's, i.e. what a per-target cache rebuilds.
+    #[arg(long, value_name = "A..B", conflicts_with = "path")]
+    pub range: Option<String>,
+
+    /// With --range: totals (commits needing no rebuild, mean share of targets rebuilt,
+    /// rebuilds per target).
+    #[arg(long, requires = "range")]
+    pub stats: bool,
 }
 
 pub type RecipeArgs = KeyArgs;

@@ -53,6 +53,19 @@ pub fn plan(
 ) -> Result<Vec<PlannedTarget>, Error> {
     let resolved: Vec<Target> = recipe.targets.iter().map(|t| t.resolved(recipe)).collect();
     let fingerprints = toolchain::probe(&resolved)?;
+    plan_with(tree, recipe, graph, memo, &fingerprints)
+}
+
+/// [`plan`] with toolchain fingerprints already probed (or, for comparing keys across
+/// commits, deliberately left empty: the toolchain is the same for every commit of a run).
+pub fn plan_with(
+    tree: &Tree,
+    recipe: &Recipe,
+    graph: Option<&WorkspaceGraph>,
+    memo: &mut BlobDigestMemo,
+    fingerprints: &BTreeMap<String, String>,
+) -> Result<Vec<PlannedTarget>, Error> {
+    let resolved: Vec<Target> = recipe.targets.iter().map(|t| t.resolved(recipe)).collect();
     let mut planned = Vec::with_capacity(resolved.len());
     for target in resolved {
         let inputs = select_inputs(tree.entries(), graph, recipe, &target)?;
@@ -64,7 +77,7 @@ pub fn plan(
                 (name, value)
             })
             .collect();
-        let toolchain = toolchain::target_fingerprint(&target, &fingerprints);
+        let toolchain = toolchain::target_fingerprint(&target, fingerprints);
         let key = derive_key(tree, &inputs, &target, &toolchain, &key_env, memo)?;
         planned.push(PlannedTarget { target, key: key.key, inputs: key.inputs, toolchain });
     }

@@ -2,6 +2,7 @@
 
 pub mod core;
 pub mod key;
+pub mod key_range;
 pub mod recipe;
 
 use std::path::{Path, PathBuf};

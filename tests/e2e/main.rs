@@ -6,6 +6,7 @@ mod support;
 mod engine;
 mod errors;
 mod hostile;
+mod key_range;
 mod keys;
 mod languages;
 mod recipes;
