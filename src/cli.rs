@@ -85,6 +85,12 @@ pub struct CoreArgs {
     /// Print the run's summary (the manifest) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// How hits reach --out: `copy` extracts each archive; `hardlink` links files from an
+    /// unpacked tree kept in the cache (read-only outputs, a hit costs O(files)); `reflink`
+    /// clones them copy-on-write where the filesystem can (btrfs, XFS), else copies.
+    #[arg(long, value_enum, default_value_t, env = "TBUILD_LINK_MODE", value_name = "MODE")]
+    pub link_mode: crate::cache::LinkMode,
 }
 
 #[derive(Debug, Args)]

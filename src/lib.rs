@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod in_place;
 pub mod key;
 pub mod plan;
 pub mod publish;

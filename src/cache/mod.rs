@@ -6,6 +6,7 @@
 
 mod archive;
 mod atomic;
+mod link;
 mod local;
 mod memo;
 
@@ -13,8 +14,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use archive::digest_file;
 pub use archive::{ArchiveFile, PackedArchive, pack, unpack};
 pub use atomic::{AtomicFile, write_atomic};
+pub use link::{LinkMode, restore_linked};
 pub use local::{KeyLock, LocalCache, RECORD_FORMAT};
 pub use memo::BlobDigestMemo;
 

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use super::load_commit;
 use crate::build::{BuildDirs, build_target, expand_env};
 use crate::cache::{
-    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LocalCache, RECORD_FORMAT, now_secs,
-    pack, unpack,
+    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, KeyLock, LinkMode, LocalCache, RECORD_FORMAT,
+    now_secs, pack, restore_linked, unpack,
 };
 use crate::cli::CoreArgs;
 use crate::error::Error;
+use crate::in_place;
 use crate::plan::{PlannedTarget, plan, recipe_and_workspace};
 use crate::publish::{Durations, Manifest, Staging, Status, TargetReport};
 use crate::report::{Phase, Reporter, human_bytes, human_duration};
@@ -40,8 +41,18 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
     memo.save()?;
     let key_ms = key_started.elapsed().as_millis() as u64;
+    let keys = planned.iter().map(|p| (p.target.name.as_str(), p.key.as_str())).collect();
+    if let Some(manifest) = in_place::unchanged(cache, &args.out, &sha, &recipe_source.to_string(), &keys) {
+        let manifest = in_place::refresh(cache, &args.out, manifest, key_ms)?;
+        reporter
+            .info(&format!("{sha}: outputs already in place in {}, unchanged; nothing restored", args.out.display()));
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&manifest).expect("manifests serialise"));
+        }
+        return Ok(());
+    }
 
-    let stage = Stage { cache, staging: &staging, reporter: &reporter, key_ms };
+    let stage = Stage { cache, staging: &staging, reporter: &reporter, key_ms, link_mode: args.link_mode };
     let mut reports: BTreeMap<String, TargetReport> = BTreeMap::new();
     let mut misses = Vec::new();
     for p in &planned {
@@ -104,6 +115,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         targets: reports,
     };
     staging.publish(&manifest)?;
+    in_place::record(cache, &args.out);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&manifest).expect("manifests serialise"));
     }
@@ -137,6 +149,7 @@ struct Stage<'a> {
     staging: &'a Staging,
     reporter: &'a Reporter,
     key_ms: u64,
+    link_mode: LinkMode,
 }
 
 impl Stage<'_> {
@@ -168,10 +181,19 @@ impl Stage<'_> {
             let (path, reason) = (c.path.display(), c.reason);
             reporter.warn(&format!("cache entry of {name} is corrupt ({path}: {reason}); dropped, rebuilding"));
         };
+        let dest = staging.target_dir(name)?;
+        if self.link_mode != LinkMode::Copy {
+            let warn = |message: &str| reporter.warn(message);
+            match restore_linked(cache, &p.key, &dest, self.link_mode, &mut on_corrupt, &warn)? {
+                Some(record) => return Ok(Some((record, started.elapsed()))),
+                None => {
+                    staging.target_dir(name)?;
+                }
+            }
+        }
         let Some(hit) = cache.get(&p.key, &mut on_corrupt)? else {
             return Ok(None);
         };
-        let dest = staging.target_dir(name)?;
         let unpacked = unpack(&hit.archive, None, &dest).and_then(|files| {
             if files == hit.record.files {
                 Ok(())

@@ -9,5 +9,6 @@ mod hostile;
 mod key_range;
 mod keys;
 mod languages;
+mod link_mode;
 mod recipes;
 mod remote;
