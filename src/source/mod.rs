@@ -6,12 +6,14 @@ mod checkout;
 mod disk_tree;
 mod git_tree;
 mod mirror;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use checkout::checkout;
 pub use mirror::{FetchProgress, Mirror, normalise_url, repo_id};
+pub use tls::init_git_deferring_certificates;
 
 use crate::cache::BlobDigestMemo;
 
