@@ -66,9 +66,13 @@ pub fn plan_with(
     fingerprints: &BTreeMap<String, String>,
 ) -> Result<Vec<PlannedTarget>, Error> {
     let resolved: Vec<Target> = recipe.targets.iter().map(|t| t.resolved(recipe)).collect();
+    let selected = resolved
+        .iter()
+        .map(|target| select_inputs(tree.entries(), graph, recipe, target))
+        .collect::<Result<Vec<_>, _>>()?;
+    tree.digest_ahead(selected.iter().flatten(), memo)?;
     let mut planned = Vec::with_capacity(resolved.len());
-    for target in resolved {
-        let inputs = select_inputs(tree.entries(), graph, recipe, &target)?;
+    for (target, inputs) in resolved.into_iter().zip(selected) {
         let key_env: Vec<(String, Option<String>)> = target
             .key_env(recipe)
             .into_iter()
