@@ -123,11 +123,16 @@ pub fn select_inputs(
     target: &Target,
 ) -> Result<BTreeSet<String>, RecipeError> {
     let mut selected = BTreeSet::new();
-    let globals =
-        glob_set(DEFAULT_GLOBAL_INPUTS.iter().copied().chain(recipe.global_inputs.iter().map(String::as_str)))?;
-    let extra = glob_set(target.inputs.iter().map(String::as_str))?;
+    // One set for the global inputs and the target's own: one match per path, not two.
+    let globals = glob_set(
+        DEFAULT_GLOBAL_INPUTS
+            .iter()
+            .copied()
+            .chain(recipe.global_inputs.iter().map(String::as_str))
+            .chain(target.inputs.iter().map(String::as_str)),
+    )?;
     for path in entries.keys() {
-        if globals.is_match(path) || extra.is_match(path) {
+        if globals.is_match(path) {
             selected.insert(path.clone());
         }
     }

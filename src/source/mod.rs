@@ -4,16 +4,16 @@
 
 mod checkout;
 mod disk_tree;
+mod git_init;
 mod git_tree;
 mod mirror;
-mod tls;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use checkout::checkout;
+pub use git_init::init_git;
 pub use mirror::{FetchProgress, Mirror, normalise_url, repo_id};
-pub use tls::init_git_deferring_certificates;
 
 use crate::cache::BlobDigestMemo;
 
