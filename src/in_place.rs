@@ -116,12 +116,8 @@ pub fn unchanged(
     if entries.len() != record.entries.len() {
         return None;
     }
-    let digests: BTreeMap<&str, &str> = manifest
-        .targets
-        .values()
-        .flat_map(|t| t.files.iter())
-        .filter_map(|f| Some((f.path.as_str(), f.digest.as_deref()?)))
-        .collect();
+    let published: BTreeMap<&str, &crate::cache::ArchiveFile> =
+        manifest.targets.values().flat_map(|t| t.files.iter()).map(|f| (f.path.as_str(), f)).collect();
     for (path, now) in &entries {
         let then = record.entries.get(path)?;
         let same = EntryStat { racy: false, ..then.clone() } == *now;
@@ -129,9 +125,14 @@ pub fn unchanged(
             return None;
         }
         if then.racy {
-            let expected = digests.get(path.as_str())?;
-            let actual = crate::cache::digest_file(&out.join(path)).ok()?;
-            if actual.to_hex().as_str() != *expected {
+            let full = out.join(path);
+            let file = published.get(path.as_str())?;
+            let intact = match (&file.digest, &file.link) {
+                (Some(digest), _) => crate::cache::digest_file(&full).ok()?.to_hex().as_str() == digest,
+                (None, Some(target)) => fs::read_link(&full).ok()?.as_os_str() == target.as_str(),
+                (None, None) => false,
+            };
+            if !intact {
                 return None;
             }
         }
@@ -175,7 +176,7 @@ fn walk(root: &Path, dir: &Path, entries: &mut BTreeMap<String, EntryStat>) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::TargetReport;
+    use crate::publish::{Durations, TargetReport};
 
     fn publish(out: &Path) -> BTreeMap<String, String> {
         fs::create_dir_all(out.join("bin")).unwrap();
@@ -188,6 +189,13 @@ mod tests {
             digest: Some(blake3::hash(b"tool v1").to_hex().to_string()),
             link: None,
         };
+        let link = crate::cache::ArchiveFile {
+            path: "bin/link".into(),
+            mode: 0o777,
+            size: 0,
+            digest: None,
+            link: Some("tool".into()),
+        };
         let report = TargetReport {
             key: "k1".into(),
             status: Status::Hit,
@@ -196,7 +204,7 @@ mod tests {
             inputs: 1,
             artifact_digest: None,
             durations_ms: Durations::default(),
-            files: vec![file],
+            files: vec![link, file],
             error: None,
         };
         let manifest = Manifest {
