@@ -11,9 +11,39 @@ pub struct Sample {
     pub max_rss_kb: u64,
 }
 
+/// GNU time, when installed (Debian package `time`): see [`run`].
+const GNU_TIME: &str = "/usr/bin/time";
+
 /// Runs `cmd` to completion; panics with its stderr if it fails (a benchmark of a failing
 /// command measures nothing).
+///
+/// Peak RSS: Linux counts into a process's `ru_maxrss` the memory of the process it was
+/// forked from, as it was at `exec` (the harness itself, tens of MiB). So when GNU time is
+/// installed, the command runs under it (a small process, forking a real child) and its `%M`
+/// is the figure; otherwise `wait4`'s, which is then an upper bound.
 pub fn run(cmd: &mut Command) -> Sample {
+    if std::path::Path::new(GNU_TIME).exists() {
+        let report = tempfile::NamedTempFile::new().expect("a temp file");
+        let mut timed = Command::new(GNU_TIME);
+        timed.args(["-f", "%M", "-o"]).arg(report.path()).arg(cmd.get_program()).args(cmd.get_args());
+        for (name, value) in cmd.get_envs() {
+            match value {
+                Some(value) => timed.env(name, value),
+                None => timed.env_remove(name),
+            };
+        }
+        if let Some(dir) = cmd.get_current_dir() {
+            timed.current_dir(dir);
+        }
+        let sample = run_direct(&mut timed);
+        let text = std::fs::read_to_string(report.path()).unwrap_or_default();
+        let kb = text.lines().rev().find_map(|l| l.trim().parse::<u64>().ok()).unwrap_or(sample.max_rss_kb);
+        return Sample { wall: sample.wall, max_rss_kb: kb };
+    }
+    run_direct(cmd)
+}
+
+fn run_direct(cmd: &mut Command) -> Sample {
     cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
     let started = Instant::now();
     // Reaped by wait4 below, which also gives the child's rusage (std's wait does not).
@@ -64,22 +94,32 @@ pub fn ms(d: Duration) -> f64 {
 
 pub fn print(rows: &[Row]) {
     println!(
-        "| {:<28} | {:>10} | {:>9} | {:<26} | {:>11} | {:>6} | {:<28} |",
-        "measurement", "tbuild ms", "rss MiB", "baseline", "baseline ms", "ratio", "target"
+        "| {:<28} | {:>10} | {:>9} | {:<26} | {:>11} | {:>9} | {:>6} | {:<28} |",
+        "measurement", "tbuild ms", "rss MiB", "baseline", "baseline ms", "rss MiB", "ratio", "target"
     );
     println!(
         "|{}|",
-        ["-".repeat(30), "-".repeat(12), "-".repeat(11), "-".repeat(28), "-".repeat(13), "-".repeat(8), "-".repeat(30)]
-            .join("|")
+        [
+            "-".repeat(30),
+            "-".repeat(12),
+            "-".repeat(11),
+            "-".repeat(28),
+            "-".repeat(13),
+            "-".repeat(11),
+            "-".repeat(8),
+            "-".repeat(30)
+        ]
+        .join("|")
     );
     for row in rows {
-        let (bname, bms, ratio) = match row.baseline {
+        let (bname, bms, brss, ratio) = match row.baseline {
             Some((name, b)) => (
                 name.to_string(),
                 format!("{:.0}", ms(b.wall)),
+                format!("{:.1}", b.max_rss_kb as f64 / 1024.0),
                 format!("{:.2}", ms(row.tbuild.wall) / ms(b.wall).max(0.001)),
             ),
-            None => ("-".into(), "-".into(), "-".into()),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
         let verdict = match row.met {
             Some(true) => "met",
@@ -87,12 +127,13 @@ pub fn print(rows: &[Row]) {
             None => "",
         };
         println!(
-            "| {:<28} | {:>10.0} | {:>9.1} | {:<26} | {:>11} | {:>6} | {:<28} |",
+            "| {:<28} | {:>10.0} | {:>9.1} | {:<26} | {:>11} | {:>9} | {:>6} | {:<28} |",
             row.name,
             ms(row.tbuild.wall),
             row.tbuild.max_rss_kb as f64 / 1024.0,
             bname,
             bms,
+            brss,
             ratio,
             format!("{} {verdict}", row.target).trim()
         );
