@@ -15,17 +15,20 @@
 #   B3SUM=path       the b3sum baseline (default: b3sum on PATH, else the blake3 crate in the
 #                    harness; `cargo install b3sum` for the real one)
 #   BENCH_KEEP=1     keep the scratch dir (printed) instead of removing it
+# Peak RSS is read through GNU time (/usr/bin/time, Debian package `time`) when installed.
+# On a fresh clone: about 5 minutes of release build here, then 1-3 minutes of measuring.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [[ ${1:-} == --quick ]]; then
   export BENCH_SCALE=${BENCH_SCALE:-0.05} BENCH_RUNS=${BENCH_RUNS:-3} BENCH_HISTORY=${BENCH_HISTORY:-20}
 elif [[ $# -gt 0 ]]; then
-  sed -n '2,19p' "$0" >&2
+  sed -n '2,21p' "$0" >&2
   exit 2
 fi
 for tool in git tar zstd; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool is needed (apt-get install $tool)" >&2; exit 5; }
 done
+[[ -x /usr/bin/time ]] || echo "bench.sh: no GNU time (apt-get install time): peak RSS figures will include the harness's own" >&2
 cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml" --bin tbuild
 B3SUM=${B3SUM-$(command -v b3sum || true)}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tbuild-bench.XXXXXX")
