@@ -22,7 +22,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 if [[ ${1:-} == --quick ]]; then
   export BENCH_SCALE=${BENCH_SCALE:-0.05} BENCH_RUNS=${BENCH_RUNS:-3} BENCH_HISTORY=${BENCH_HISTORY:-20}
 elif [[ $# -gt 0 ]]; then
-  sed -n '2,21p' "$0" >&2
+  sed -n '2,19p' "$0" >&2
   exit 2
 fi
 for tool in git tar zstd; do
