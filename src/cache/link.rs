@@ -34,6 +34,16 @@ pub enum LinkMode {
     Reflink,
 }
 
+impl std::fmt::Display for LinkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LinkMode::Copy => "copy",
+            LinkMode::Hardlink => "hardlink",
+            LinkMode::Reflink => "reflink",
+        })
+    }
+}
+
 /// The mtime of every file of a tree: a write anywhere moves it.
 const TREE_MTIME: Duration = Duration::from_secs(1);
 
@@ -94,7 +104,7 @@ pub fn restore_linked(
             }
             Err(err) => {
                 if !fell_back {
-                    warn(&format!("--link-mode {mode:?} is not possible for {} ({err}); copying", to.display()));
+                    warn(&format!("--link-mode {mode} is not possible for {} ({err}); copying", to.display()));
                     fell_back = true;
                 }
                 let _ = fs::remove_file(&to);
