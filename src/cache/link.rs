@@ -145,6 +145,7 @@ fn read_only(mode: u32) -> u32 {
 fn make_tree(cache: &LocalCache, archive: &Path, tree: &Path, files: &[ArchiveFile]) -> Result<bool, CacheError> {
     let parent = tree.parent().expect("trees are sharded");
     fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
+    remove_abandoned(&cache.trees_dir());
     let temp =
         tempfile::Builder::new().prefix(".tree-").tempdir_in(cache.trees_dir()).map_err(CacheError::io(parent))?;
     let unpacked = unpack(archive, None, temp.path())?;
@@ -179,6 +180,21 @@ fn remove_tree(cache: &LocalCache, tree: &Path) {
     let aside = aside.keep().join("tree");
     if fs::rename(tree, &aside).is_ok() {
         let _ = fs::remove_dir_all(aside.parent().expect("joined"));
+    }
+}
+
+/// Temp and stale trees a killed run left behind. A day old is far older than any tree
+/// being made, so this cannot race a live run.
+fn remove_abandoned(trees: &Path) {
+    let Ok(entries) = fs::read_dir(trees) else { return };
+    let day = Duration::from_secs(24 * 3600);
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let ours = name.to_string_lossy().starts_with(".tree-") || name.to_string_lossy().starts_with(".stale-");
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > day));
+        if ours && old {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 
