@@ -240,6 +240,9 @@ pub fn unpack(archive: &Path, expected_digest: Option<&str>, dest: &Path) -> Res
     let mut extracted = Vec::new();
     let mut links: BTreeMap<String, String> = BTreeMap::new();
     let mut seen: HashMap<String, bool> = HashMap::new(); // path -> is a directory
+    // Per file: one buffer, and each parent dir created once (a dist/ has hundreds of files).
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut made: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     for entry in tar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -256,8 +259,11 @@ pub fn unpack(archive: &Path, expected_digest: Option<&str>, dest: &Path) -> Res
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let out_path = dest.join(&rel);
-                if let Some(parent) = out_path.parent() {
+                if let Some(parent) = out_path.parent()
+                    && !made.contains(parent)
+                {
                     fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
+                    made.insert(parent.to_path_buf());
                 }
                 let mode = normalised_mode(entry.header().mode().map_err(corrupt)?);
                 let mut out = fs::OpenOptions::new()
@@ -266,7 +272,6 @@ pub fn unpack(archive: &Path, expected_digest: Option<&str>, dest: &Path) -> Res
                     .open(&out_path)
                     .map_err(CacheError::io(&out_path))?;
                 let mut hasher = blake3::Hasher::new();
-                let mut buf = vec![0u8; 64 * 1024];
                 let mut size = 0u64;
                 loop {
                     let n = entry.read(&mut buf).map_err(corrupt)?;
