@@ -8,8 +8,9 @@
 //!
 //! Toolchains are not probed: they are the same for every commit of one run, so they cannot
 //! make one commit's keys differ from its parent's, and leaving them out means a history can
-//! be measured on a machine without the targets' toolchains. The keys printed here are
-//! therefore not the keys `tbuild core` looks up; only their changes are meant to be read.
+//! be measured on a machine without the targets' toolchains. The keys compared here are
+//! therefore not the keys `tbuild core` looks up (and are not printed); only whether they
+//! change is.
 
 use std::collections::{BTreeMap, HashMap};
 
