@@ -126,6 +126,7 @@ fn bench() {
         1.11,
         "<= 1.11 (>= 0.9x speed)",
     ));
+    let _ = fs::remove_dir_all(&dest);
 
     // A full hit end to end, and a no-op repeat, against the unpack baseline.
     let out = w.join("out");
