@@ -206,10 +206,16 @@ pub struct CoreArgs {
     /// `.html` for a page with a table too, `.svg` for the picture alone.
     #[arg(long, value_name = "FILE", value_parser = crate::timings::parse_path)]
     pub timings: Option<PathBuf>,
+
+    /// How hits reach --out: `copy` extracts each archive; `hardlink` links files from an
+    /// unpacked tree kept in the cache (read-only outputs, a hit costs O(files)); `reflink`
+    /// clones them copy-on-write where the filesystem can (btrfs, XFS), else copies.
+    #[arg(long, value_enum, default_value_t, env = "TBUILD_LINK_MODE", value_name = "MODE")]
+    pub link_mode: crate::cache::LinkMode,
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("tree").required(true).args(["sha", "path"]))]
+#[command(group = clap::ArgGroup::new("tree").required(true).args(["sha", "path", "range"]))]
 pub struct KeyArgs {
     /// Commit to key (see `core --sha`).
     #[arg(long, value_name = "REV")]
@@ -243,6 +249,16 @@ pub struct KeyArgs {
     /// (`<target>-key`, and `key` for the whole set), or prints those lines when it is unset.
     #[arg(long, value_enum, default_value_t = KeyFormat::Text)]
     pub format: KeyFormat,
+
+    /// Commits A..B of --repo (first-parent walk from B, A excluded): for each, the targets
+    /// whose keys differ from its first parent's, i.e. what a per-target cache rebuilds.
+    #[arg(long, value_name = "A..B", conflicts_with = "path")]
+    pub range: Option<String>,
+
+    /// With --range: totals (commits needing no rebuild, mean share of targets rebuilt,
+    /// rebuilds per target).
+    #[arg(long, requires = "range")]
+    pub stats: bool,
 }
 
 pub type RecipeArgs = KeyArgs;
@@ -343,6 +359,10 @@ pub struct RestoreArgs {
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub targets: Vec<String>,
 
+    /// How hits reach --out (see `core --link-mode`).
+    #[arg(long, value_enum, default_value_t, env = "TBUILD_LINK_MODE", value_name = "MODE")]
+    pub link_mode: crate::cache::LinkMode,
+
     /// Exit 9 without touching --out when any selected target is not in the cache.
     #[arg(long)]
     pub fail_on_cache_miss: bool,
@@ -350,6 +370,16 @@ pub struct RestoreArgs {
     /// Print the run's summary (the manifest) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Commits A..B of --repo (first-parent walk from B, A excluded): for each, the targets
+    /// whose keys differ from its first parent's, i.e. what a per-target cache rebuilds.
+    #[arg(long, value_name = "A..B", conflicts_with = "path")]
+    pub range: Option<String>,
+
+    /// With --range: totals (commits needing no rebuild, mean share of targets rebuilt,
+    /// rebuilds per target).
+    #[arg(long, requires = "range")]
+    pub stats: bool,
 }
 
 /// A remote cache shared by machines, under the local one (`core`, and any command that

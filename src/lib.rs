@@ -16,6 +16,7 @@ pub mod commands;
 pub mod error;
 pub mod explain;
 pub mod github;
+pub mod in_place;
 pub mod key;
 pub mod plan;
 pub mod publish;

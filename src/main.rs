@@ -1,6 +1,8 @@
 use clap::Parser;
 
 fn main() {
+    // SAFETY: first thing, before any thread exists (see the function's doc).
+    unsafe { tbuild::source::init_git() };
     let cli = tbuild::cli::Cli::parse();
     let filter = match cli.verbose {
         0 => "warn",

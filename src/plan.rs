@@ -55,9 +55,26 @@ pub fn plan(
 ) -> Result<Vec<PlannedTarget>, Error> {
     let resolved: Vec<Target> = recipe.targets.iter().map(|t| t.resolved(recipe)).collect();
     let fingerprints = toolchain::probe(&resolved)?;
+    plan_with(tree, recipe, graph, memo, &fingerprints)
+}
+
+/// [`plan`] with toolchain fingerprints already probed (or, for comparing keys across
+/// commits, deliberately left empty: the toolchain is the same for every commit of a run).
+pub fn plan_with(
+    tree: &Tree,
+    recipe: &Recipe,
+    graph: Option<&WorkspaceGraph>,
+    memo: &mut BlobDigestMemo,
+    fingerprints: &BTreeMap<String, String>,
+) -> Result<Vec<PlannedTarget>, Error> {
+    let resolved: Vec<Target> = recipe.targets.iter().map(|t| t.resolved(recipe)).collect();
+    let selected = resolved
+        .iter()
+        .map(|target| select_inputs(tree.entries(), graph, recipe, target))
+        .collect::<Result<Vec<_>, _>>()?;
+    tree.digest_ahead(selected.iter().flatten(), memo)?;
     let mut planned = Vec::with_capacity(resolved.len());
-    for target in resolved {
-        let inputs = select_inputs(tree.entries(), graph, recipe, &target)?;
+    for (target, inputs) in resolved.into_iter().zip(selected) {
         let key_env: Vec<(String, Option<String>)> = target
             .key_env(recipe)
             .into_iter()
@@ -66,7 +83,7 @@ pub fn plan(
                 (name, value)
             })
             .collect();
-        let toolchain = toolchain::target_fingerprint(&target, &fingerprints);
+        let toolchain = toolchain::target_fingerprint(&target, fingerprints);
         let key = derive_key(tree, &inputs, &target, &toolchain, &key_env, memo)?;
         planned.push(PlannedTarget { target, key: key.key, inputs: key.inputs, toolchain, key_env });
     }

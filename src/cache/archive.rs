@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
@@ -85,10 +85,25 @@ pub fn pack(
     let mut tar = tar::Builder::new(encoder);
     tar.mode(tar::HeaderMode::Deterministic);
     let mut listed = Vec::with_capacity(files.len());
+    let mut entries = Vec::with_capacity(files.len());
     for (archive_path, source) in files {
-        let file = append_entry(&mut tar, archive_path, source)?;
-        listed.push(file);
+        let meta = fs::symlink_metadata(source).map_err(CacheError::io(source))?;
+        entries.push((archive_path.as_str(), source.as_path(), meta));
     }
+    // Files are read and hashed on a thread of their own, ahead of the tar + zstd stream
+    // (as `tar | zstd` runs in two processes): on a loaded machine one thread doing both
+    // was the bottleneck while the zstd workers waited.
+    let regular: Vec<(&Path, u64)> =
+        entries.iter().filter(|(_, _, m)| m.is_file()).map(|(_, source, m)| (*source, m.len())).collect();
+    std::thread::scope(|scope| -> Result<(), CacheError> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(4);
+        scope.spawn(move || read_ahead(&regular, &sender));
+        let mut contents = ChannelReader { receiver, chunk: Vec::new(), at: 0, digest: None };
+        for (archive_path, source, meta) in &entries {
+            listed.push(append_entry(&mut tar, archive_path, source, meta, &mut contents)?);
+        }
+        Ok(())
+    })?;
     let encoder = tar.into_inner().map_err(io_err)?;
     let hashing = encoder.finish().map_err(io_err)?;
     let packed =
@@ -100,9 +115,10 @@ fn append_entry<W: Write>(
     tar: &mut tar::Builder<W>,
     archive_path: &str,
     source: &Path,
+    meta: &fs::Metadata,
+    contents: &mut ChannelReader,
 ) -> Result<ArchiveFile, CacheError> {
     let io_err = CacheError::io(source);
-    let meta = fs::symlink_metadata(source).map_err(CacheError::io(source))?;
     let mut header = tar::Header::new_gnu();
     header.set_mtime(0);
     header.set_uid(0);
@@ -135,18 +151,83 @@ fn append_entry<W: Write>(
     header.set_entry_type(tar::EntryType::Regular);
     header.set_mode(mode);
     header.set_size(meta.len());
-    let mut reader = HashingReader {
-        inner: BufReader::new(File::open(source).map_err(CacheError::io(source))?),
-        hasher: blake3::Hasher::new(),
-    };
-    tar.append_data(&mut header, archive_path, &mut reader).map_err(io_err)?;
+    tar.append_data(&mut header, archive_path, &mut *contents).map_err(io_err)?;
+    let digest = contents.digest.take().ok_or_else(|| CacheError::Io {
+        path: source.to_path_buf(),
+        source: io::Error::other("changed size while being archived"),
+    })?;
     Ok(ArchiveFile {
         path: archive_path.into(),
         mode,
         size: meta.len(),
-        digest: Some(reader.hasher.finalize().to_hex().to_string()),
+        digest: Some(digest.to_hex().to_string()),
         link: None,
     })
+}
+
+/// What the read-ahead thread sends for each file: its bytes in chunks, then its digest.
+enum Piece {
+    Data(Vec<u8>),
+    Done(blake3::Hash),
+    Failed(io::Error),
+}
+
+/// Reads and hashes `files` (path, size as archived) in order, in 1 MiB chunks. Exactly
+/// `size` bytes are read: a file that shrank is an error, one that grew is cut (its tar
+/// header already holds the size).
+fn read_ahead(files: &[(&Path, u64)], sender: &std::sync::mpsc::SyncSender<Piece>) {
+    for (path, size) in files {
+        let result = (|| -> io::Result<blake3::Hash> {
+            let mut file = File::open(path)?.take(*size);
+            let mut hasher = blake3::Hasher::new();
+            let mut left = *size;
+            while left > 0 {
+                let mut chunk = vec![0u8; left.min(1 << 20) as usize];
+                file.read_exact(&mut chunk)?;
+                hasher.update(&chunk);
+                left -= chunk.len() as u64;
+                if sender.send(Piece::Data(chunk)).is_err() {
+                    return Err(io::ErrorKind::BrokenPipe.into());
+                }
+            }
+            Ok(hasher.finalize())
+        })();
+        let piece = match result {
+            Ok(digest) => Piece::Done(digest),
+            Err(err) => Piece::Failed(io::Error::new(err.kind(), format!("{}: {err}", path.display()))),
+        };
+        if sender.send(piece).is_err() {
+            return;
+        }
+    }
+}
+
+/// One file's bytes from the read-ahead thread; EOF at its end, with `digest` set.
+struct ChannelReader {
+    receiver: std::sync::mpsc::Receiver<Piece>,
+    chunk: Vec<u8>,
+    at: usize,
+    digest: Option<blake3::Hash>,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.receiver.recv() {
+                Ok(Piece::Data(chunk)) => (self.chunk, self.at) = (chunk, 0),
+                Ok(Piece::Done(digest)) => {
+                    self.digest = Some(digest);
+                    return Ok(0);
+                }
+                Ok(Piece::Failed(err)) => return Err(err),
+                Err(_) => return Err(io::ErrorKind::BrokenPipe.into()),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// Any execute bit makes a file 0755; everything else is 0644.
@@ -188,6 +269,9 @@ pub fn unpack(
     let mut seen: HashMap<String, bool> = HashMap::new(); // path -> is a directory
     let mut folded_names: HashMap<String, String> = HashMap::new(); // folded -> as in the archive
     let (mut entries, mut bytes) = (0usize, 0u64);
+    // Per file: one buffer, and each parent dir created once (a dist/ has hundreds of files).
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut made: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     for entry in tar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -214,8 +298,11 @@ pub fn unpack(
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let out_path = dest.join(&rel);
-                if let Some(parent) = out_path.parent() {
+                if let Some(parent) = out_path.parent()
+                    && !made.contains(parent)
+                {
                     fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
+                    made.insert(parent.to_path_buf());
                 }
                 let mode = normalised_mode(entry.header().mode().map_err(corrupt)?);
                 let mut out = fs::OpenOptions::new()
@@ -224,7 +311,6 @@ pub fn unpack(
                     .open(&out_path)
                     .map_err(CacheError::io(&out_path))?;
                 let mut hasher = blake3::Hasher::new();
-                let mut buf = vec![0u8; 64 * 1024];
                 let mut size = 0u64;
                 loop {
                     let n = entry.read(&mut buf).map_err(corrupt)?;
@@ -378,19 +464,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: blake3::Hasher,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }
 

@@ -30,7 +30,7 @@ impl LocalCache {
     /// Opens (creating if needed) the cache at `root`.
     pub fn open(root: &Path) -> Result<LocalCache, CacheError> {
         let versioned = root.join(format!("v{LAYOUT_VERSION}"));
-        for dir in ["actions", "blobs", "locks", "tmp", "memo", "graphs", "logs"] {
+        for dir in ["actions", "blobs", "locks", "tmp", "memo", "graphs", "logs", "outs", "trees"] {
             let dir = versioned.join(dir);
             fs::create_dir_all(&dir).map_err(CacheError::io(&dir))?;
         }
@@ -66,6 +66,16 @@ impl LocalCache {
 
     pub fn graph_path(&self, digest: &str) -> PathBuf {
         self.versioned.join("graphs").join(format!("{digest}.json"))
+    }
+
+    /// Unpacked archives for `--link-mode` (see `link.rs`).
+    pub fn trees_dir(&self) -> PathBuf {
+        self.versioned.join("trees")
+    }
+
+    /// Records of published out dirs, for skipping a repeat (see `crate::in_place`).
+    pub fn outs_dir(&self) -> PathBuf {
+        self.versioned.join("outs")
     }
 
     pub fn log_path(&self, target: &str, key: &str) -> PathBuf {

@@ -11,6 +11,7 @@ mod derivation;
 mod dir_lock;
 pub mod entries;
 pub mod gc;
+mod link;
 mod local;
 mod memo;
 pub mod remote;
@@ -21,10 +22,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use archive::digest_file;
 pub use archive::{ArchiveFile, PackedArchive, UnpackLimits, pack, unpack};
 pub use atomic::{AtomicFile, write_atomic};
 pub use derivation::{INPUT_DIGEST_CHARS, InputLine, KeyDerivation};
 pub use dir_lock::CacheDirLock;
+pub use link::{LinkMode, restore_linked};
 pub use local::{BlobsLock, KeyLock, LAST_USE_RESOLUTION, LocalCache, RECORD_FORMAT};
 pub use memo::BlobDigestMemo;
 

@@ -13,11 +13,12 @@ use super::load_tree;
 use crate::build::{BuildDirs, build_target, expand_env};
 use crate::cache::remote::{TieredStore, Uploader};
 use crate::cache::{
-    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, HitSource, KeyDerivation, KeyLock, LocalCache,
-    RECORD_FORMAT, UnpackLimits, now_secs, pack, unpack,
+    ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, HitSource, KeyDerivation, KeyLock, LinkMode,
+    LocalCache, RECORD_FORMAT, UnpackLimits, now_secs, pack, restore_linked, unpack,
 };
 use crate::cli::CoreArgs;
 use crate::error::Error;
+use crate::in_place;
 use crate::plan::{PlannedTarget, plan, recipe_and_workspace};
 use crate::publish::{Durations, Manifest, Staging, Status, TargetReport};
 use crate::report::{Phase, Reporter, human_bytes, human_duration};
@@ -49,8 +50,19 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     memo.save()?;
     planned.iter().for_each(|p| reporter.phase_ended(&p.target.name));
     let key_ms = key_started.elapsed().as_millis() as u64;
+    let keys = planned.iter().map(|p| (p.target.name.as_str(), p.key.as_str())).collect();
+    if let Some(manifest) = in_place::unchanged(cache, &args.out, &sha, &recipe_source.to_string(), &keys) {
+        let manifest = in_place::refresh(cache, &args.out, manifest, key_ms)?;
+        reporter
+            .info(&format!("{sha}: outputs already in place in {}, unchanged; nothing restored", args.out.display()));
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&manifest).expect("manifests serialise"));
+        }
+        return Ok(());
+    }
 
-    let stage = Stage { cache, store: &store, staging: &staging, reporter: &reporter, key_ms };
+    let stage =
+        Stage { cache, store: &store, staging: &staging, reporter: &reporter, key_ms, link_mode: args.link_mode };
     let mut reports: BTreeMap<String, TargetReport> = BTreeMap::new();
     let mut misses = Vec::new();
     for p in &planned {
@@ -115,6 +127,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         targets: reports,
     };
     staging.publish(&manifest)?;
+    in_place::record(cache, &args.out);
     // Uploads ran in the background of the builds; the run is not over until they are.
     if let Some(remote) = store.finish()? {
         reporter.info(&remote.to_string());
@@ -159,6 +172,7 @@ pub(super) struct Stage<'a> {
     pub(super) staging: &'a Staging,
     pub(super) reporter: &'a Reporter,
     pub(super) key_ms: u64,
+    pub(super) link_mode: LinkMode,
 }
 
 impl Stage<'_> {
@@ -196,11 +210,22 @@ impl Stage<'_> {
             let (path, reason) = (c.path.display(), c.reason);
             reporter.warn(&format!("cache entry of {name} is corrupt ({path}: {reason}); dropped, rebuilding"));
         };
+        let dest = staging.target_dir(name)?;
+        if self.link_mode != LinkMode::Copy {
+            let warn = |message: &str| reporter.warn(message);
+            // Linked trees live in the local cache; a remote hit takes the copy path below
+            // once, and links from then on.
+            match restore_linked(self.cache, &p.key, &dest, self.link_mode, &mut on_corrupt, &warn)? {
+                Some(record) => return Ok(Some((record, started.elapsed(), HitSource::Local))),
+                None => {
+                    staging.target_dir(name)?;
+                }
+            }
+        }
         let Some(hit) = cache.get(&p.key, &mut on_corrupt)? else {
             reporter.phase_ended(name);
             return Ok(None);
         };
-        let dest = staging.target_dir(name)?;
         let limits = UnpackLimits::for_files(&hit.record.files);
         let unpacked = unpack(&hit.archive, None, &dest, limits).and_then(|files| {
             if files == hit.record.files {

@@ -21,6 +21,9 @@ struct KeyReport<'a> {
 }
 
 pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: bool) -> Result<(), Error> {
+    if let Some(range) = &args.range {
+        return super::key_range::run(args, range, cache, reporter);
+    }
     let loaded = load(args, cache, reporter)?;
     let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
     let (recipe, _, graph) = recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod core;
 pub mod explain;
 pub mod key;
+pub mod key_range;
 pub mod recipe;
 pub mod release;
 pub mod restore;

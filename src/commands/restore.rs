@@ -42,7 +42,7 @@ pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> R
     memo.save()?;
     let key_ms = key_started.elapsed().as_millis() as u64;
 
-    let stage = Stage { cache, store: &store, staging: &staging, reporter, key_ms };
+    let stage = Stage { cache, store: &store, staging: &staging, reporter, key_ms, link_mode: args.link_mode };
     let mut reports: BTreeMap<String, TargetReport> = BTreeMap::new();
     let mut missed = Vec::new();
     for p in &planned {

@@ -123,6 +123,7 @@ impl Mirror {
     }
 
     fn fetch(&self, progress: &mut dyn FnMut(FetchProgress), refspecs: &[&str]) -> Result<(), SourceError> {
+        super::git_init::load_certificates_for(&self.url);
         progress(FetchProgress { received_objects: 0, total_objects: 0, received_bytes: 0, finished: false });
         let mut callbacks = RemoteCallbacks::new();
         callbacks.transfer_progress(|stats| {

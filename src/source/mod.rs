@@ -4,6 +4,7 @@
 
 mod checkout;
 mod disk_tree;
+mod git_init;
 mod git_tree;
 mod mirror;
 mod worktree;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use checkout::checkout;
+pub use git_init::init_git;
 pub use mirror::{FetchProgress, Mirror, normalise_url, repo_id};
 
 use crate::cache::BlobDigestMemo;
@@ -117,6 +119,53 @@ impl Tree {
             }
             _ => Err(SourceError::NotAFile { path: path.into() }),
         }
+    }
+
+    /// Fills `memo` with the digests of the git blobs at `paths` it lacks, reading and
+    /// hashing them on every core (a cold memo is a whole tree's worth of zlib + blake3).
+    /// Each thread opens the repository itself: a `git2::Repository` is not `Sync`.
+    pub fn digest_ahead<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a String>,
+        memo: &mut BlobDigestMemo,
+    ) -> Result<(), SourceError> {
+        let Origin::Git { repo, .. } = &self.origin else { return Ok(()) };
+        let mut missing: Vec<git2::Oid> = paths
+            .into_iter()
+            .filter_map(|path| match self.entries.get(path) {
+                Some(Entry::File { blob: Some(oid), .. }) => Some(*oid),
+                _ => None,
+            })
+            .filter(|oid| memo.get(&oid.as_bytes().try_into().expect("sha-1 object ids")).is_none())
+            .collect();
+        missing.sort();
+        missing.dedup();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        if missing.len() < 64 || threads < 2 {
+            return Ok(());
+        }
+        let dir = repo.path().to_path_buf();
+        let chunks: Vec<&[git2::Oid]> = missing.chunks(missing.len().div_ceil(threads)).collect();
+        let hashed = std::thread::scope(|scope| {
+            let workers: Vec<_> = chunks
+                .into_iter()
+                .map(|chunk| {
+                    let dir = &dir;
+                    scope.spawn(move || -> Result<Vec<(git2::Oid, blake3::Hash)>, SourceError> {
+                        let repo = git2::Repository::open(dir)
+                            .map_err(|source| SourceError::Git { path: dir.clone(), source })?;
+                        chunk.iter().map(|oid| Ok((*oid, blake3::hash(&git_tree::read_blob(&repo, *oid)?)))).collect()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("hashing threads do not panic")).collect::<Vec<_>>()
+        });
+        for result in hashed {
+            for (oid, digest) in result? {
+                memo.insert(oid.as_bytes().try_into().expect("sha-1 object ids"), digest);
+            }
+        }
+        Ok(())
     }
 
     /// The git repository and commit, for a checkout.
