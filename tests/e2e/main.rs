@@ -9,6 +9,7 @@ mod bundles;
 mod ci_restore;
 mod ci_workflows;
 mod engine;
+mod error_table;
 mod errors;
 mod explain;
 mod faults;

@@ -57,6 +57,8 @@ enum Op {
 #[derive(Default, Debug)]
 pub struct Report {
     pub kills: BTreeMap<String, usize>,
+    /// Where the killed core and restore runs were, by their last progress line.
+    pub phases: BTreeMap<String, usize>,
     pub completed: usize,
     pub verifies: usize,
     pub entries_verified: usize,
@@ -152,6 +154,9 @@ impl Torture {
         } else {
             wait_for_group(pid);
             *self.report.kills.entry(format!("{op:?}").to_lowercase()).or_default() += 1;
+            if op == Op::Core || op == Op::Restore {
+                *self.report.phases.entry(phase(&output.stderr)).or_default() += 1;
+            }
             // Whatever state the kill left, nothing in the cache may be corrupt.
             let verify = self.world.tbuild(&["cache", "verify"]);
             assert_ok(&verify);
@@ -202,6 +207,27 @@ pub(crate) fn files_differ(dir: &Path, files: &[Value], out_dir: &Path) -> bool 
             || digest.is_some_and(|d| d != blake3::hash(&bytes).to_hex().as_str())
             || !mode_ok
     })
+}
+
+/// The phase a killed run was in, from its last progress line (`tbuild: tasker-ctl: pack`).
+fn phase(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else { return "startup".into() };
+    let last = last.trim_start_matches("tbuild: ");
+    let phase = if last.starts_with("fetch") || last.contains("targets, recipe") {
+        "resolve"
+    } else if last.starts_with("checked out") {
+        "checkout"
+    } else if last.ends_with(": build") {
+        "build"
+    } else if last.ends_with(": pack") {
+        "pack"
+    } else if last.contains("built in") || last.contains("restore") || last.contains("hit") {
+        "restore or store"
+    } else {
+        "other"
+    };
+    phase.into()
 }
 
 fn kill_group(pid: u32) {
@@ -415,10 +441,11 @@ fn torture_kills_never_corrupt_the_cache() {
     let started = Instant::now();
     let report = torture(kills, seed);
     println!(
-        "torture seed {seed}: {} kills survived ({}), {} runs completed, {} verify passes, \
+        "torture seed {seed}: {} kills survived ({}; core/restore killed in: {}), {} runs completed, {} verify passes, \
          {} entries restored byte-identically, {} corrupt entries served, {} temp files left by kills (swept by gc), {:.0?}",
         report.kills.values().sum::<usize>(),
         report.kills.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "),
+        report.phases.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "),
         report.completed,
         report.verifies,
         report.entries_verified,
