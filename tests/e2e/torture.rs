@@ -70,7 +70,7 @@ struct Torture {
     world: World,
     rng: Rng,
     /// Typical length (moving average) of an uninterrupted run per operation: kills are drawn
-    /// in [0, 1.2 x this] (one in four in [0, 4 x this]), so most land inside the operation.
+    /// half of them in [0, 1.2 x this], a quarter in its second half, a quarter in [0, 4 x this].
     typical: BTreeMap<Op, Duration>,
     bundles: Vec<PathBuf>,
     report: Report,
@@ -120,10 +120,14 @@ impl Torture {
             _ => commit.to_string(),
         };
         let args = self.args(op, &arg, &out, size);
-        // Mostly within a typical run; now and then much later, for the long ones (a build).
-        let stretch = if self.rng.below(4) == 0 { 4.0 } else { 1.2 };
-        let window = self.typical[&op].mul_f64(stretch).as_millis().max(1) as u64;
-        let kill_at = Duration::from_millis(self.rng.below(window));
+        // Anywhere in a typical run; or in its second half, where packs, stores and renames
+        // happen; or much later, for the long ones (a build).
+        let typical = self.typical[&op].as_millis().max(2) as u64;
+        let kill_at = Duration::from_millis(match self.rng.below(4) {
+            0 => self.rng.below(typical * 4),
+            1 => typical / 2 + self.rng.below(typical * 6 / 10),
+            _ => self.rng.below(typical * 12 / 10),
+        });
 
         let started = Instant::now();
         let mut child = self.spawn(&args);
