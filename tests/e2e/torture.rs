@@ -64,6 +64,8 @@ pub struct Report {
     pub entries_verified: usize,
     pub corrupt_served: usize,
     pub temp_left: usize,
+    /// Files in the mirrors' pack dirs that are not packs or their indexes (killed imports).
+    pub mirror_strays: Vec<String>,
 }
 
 struct Torture {
@@ -292,6 +294,8 @@ pub fn torture(kills: usize, seed: u64) -> Report {
             recipe.to_str().unwrap(),
             "--targets",
             TARGETS,
+            // The source too: an import then also writes a pack into the mirror.
+            "--with-source",
             "-o",
             bundle.to_str().unwrap(),
         ]);
@@ -366,6 +370,13 @@ fn finish(t: &mut Torture) {
         file.set_modified(two_hours_ago).unwrap();
     }
     assert_ok(&world.tbuild(&["cache", "gc"]));
+    for file in walk(&cache.join("repos")) {
+        let in_pack_dir = file.parent().is_some_and(|p| p.ends_with("objects/pack"));
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if in_pack_dir && !(name.ends_with(".pack") || name.ends_with(".idx") || name.ends_with(".rev")) {
+            t.report.mirror_strays.push(name);
+        }
+    }
     let after: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.path()).collect();
     assert!(after.is_empty(), "gc left temp files: {after:?}");
     assert_ok(&world.tbuild(&["cache", "verify"]));
@@ -446,7 +457,8 @@ fn torture_kills_never_corrupt_the_cache() {
     let report = torture(kills, seed);
     println!(
         "torture seed {seed}: {} kills survived ({}; core/restore killed in: {}), {} runs completed, {} verify passes, \
-         {} entries restored byte-identically, {} corrupt entries served, {} temp files left by kills (swept by gc), {:.0?}",
+         {} entries restored byte-identically, {} corrupt entries served, {} temp files left by kills (swept by gc), \
+         stray files in mirror pack dirs: {:?}, {:.0?}",
         report.kills.values().sum::<usize>(),
         report.kills.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "),
         report.phases.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "),
@@ -455,8 +467,49 @@ fn torture_kills_never_corrupt_the_cache() {
         report.entries_verified,
         report.corrupt_served,
         report.temp_left,
+        report.mirror_strays,
         started.elapsed(),
     );
     assert_eq!(report.corrupt_served, 0);
+    assert!(report.mirror_strays.is_empty(), "killed fetches or imports left files in the mirror: {report:?}");
     assert!(report.entries_verified > 0, "no entry left to check: {report:?}");
+}
+
+/// A fetch killed while it updated a ref leaves `refs/heads/main.lock` in the mirror, and an
+/// import or fetch killed mid-pack a `pack_git2_*` temp file. Before the fix every later fetch
+/// failed ("failed to lock file", exit 3, blaming the network). The next run that opens the
+/// mirror removes them (it holds mirror.lock, so they are nobody's), and so does gc.
+#[test]
+fn what_a_killed_fetch_leaves_in_the_mirror_breaks_no_later_fetch() {
+    let world = World::new();
+    world.core_targets("main", "out", "tasker-ctl");
+    let mirror =
+        std::fs::read_dir(world.cache().join("repos")).unwrap().next().unwrap().unwrap().path().join("mirror.git");
+    let left = ["refs/heads/main.lock", "FETCH_HEAD.lock", "objects/pack/pack_git2_0123456789abcdef"];
+    let plant = || {
+        for path in left {
+            std::fs::write(mirror.join(path), b"left by a SIGKILL").unwrap();
+        }
+    };
+    plant();
+    // main moves, so the run must fetch and update refs/heads/main.
+    std::fs::write(
+        world.repo().join("crates/tasker-ctl/src/main.rs"),
+        "fn main() { println!(\"tasker-ctl moved\"); }\n",
+    )
+    .unwrap();
+    world.commit_all("move main");
+    let manifest = world.core_targets("main", "out", "tasker-ctl");
+    assert_eq!(manifest["targets"]["tasker-ctl"]["status"], "built");
+    assert_eq!(run_binary(&world.out("out").join("tasker-core-binaries/tasker-ctl")), "tasker-ctl moved");
+    for path in left {
+        assert!(!mirror.join(path).exists(), "{path} is left");
+    }
+    // gc sweeps them too, for a mirror no run opens again.
+    plant();
+    let report: Value = serde_json::from_slice(&world.tbuild(&["cache", "gc", "--json"]).stdout).unwrap();
+    assert_eq!(report["temp_files"], left.len(), "{report}");
+    for path in left {
+        assert!(!mirror.join(path).exists(), "gc left {path}");
+    }
 }
