@@ -146,6 +146,9 @@ pub fn collect(cache: &LocalCache, policy: &GcPolicy, now: SystemTime) -> Result
 
     sweep_archives(cache, &refs, &blob_sizes, &mut report)?;
     remove_stale_temp(cache, now, &mut report);
+    if !policy.dry_run {
+        remove_abandoned_mirror_files(cache, &mut report)?;
+    }
     if let Some(max_age) = policy.max_age {
         remove_old_logs(cache, now, max_age, &mut report);
     }
@@ -231,6 +234,23 @@ fn remove_stale_temp(cache: &LocalCache, now: SystemTime, report: &mut GcReport)
             report.temp_bytes += bytes;
         }
     }
+}
+
+/// Lock and temp files a killed fetch or import left in a git mirror, removed under the
+/// mirror's lock (taken without waiting: a mirror being fetched into is skipped).
+fn remove_abandoned_mirror_files(cache: &LocalCache, report: &mut GcReport) -> Result<(), CacheError> {
+    let Ok(dirs) = fs::read_dir(cache.root().join("repos")) else { return Ok(()) };
+    for repo in dirs.flatten() {
+        let mirror = repo.path().join("mirror.git");
+        if !mirror.is_dir() {
+            continue;
+        }
+        let Some(_fetch) = KeyLock::try_acquire(&repo.path().join("mirror.lock"))? else { continue };
+        let (files, bytes) = crate::source::remove_abandoned_git_files(&mirror);
+        report.temp_files += files;
+        report.temp_bytes += bytes;
+    }
+    Ok(())
 }
 
 /// Logs not written for `max_age`: a build writes its log as it runs, so none is live.

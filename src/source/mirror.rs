@@ -46,7 +46,8 @@ pub fn normalise_url(repo: &str) -> String {
 }
 
 impl Mirror {
-    /// Opens the mirror in `dir`, creating a bare repository there on first use.
+    /// Opens the mirror in `dir`, creating a bare repository there on first use. The caller
+    /// holds the repository's `mirror.lock`.
     pub fn open(dir: &Path, url: &str) -> Result<Mirror, SourceError> {
         let git_err = |source| SourceError::Git { path: dir.to_path_buf(), source };
         let repo = match Repository::open_bare(dir) {
@@ -57,6 +58,8 @@ impl Mirror {
             }
             Err(source) => return Err(git_err(source)),
         };
+        // The caller holds mirror.lock: what a killed fetch or import left is nobody's now.
+        super::remove_abandoned_git_files(dir);
         Ok(Mirror { url: url.to_string(), repo })
     }
 

@@ -2,6 +2,7 @@
 //! become one [`Tree`]: a sorted list of entries whose content is hashed the same way
 //! whichever side it came from, so identical content gives identical keys.
 
+mod abandoned;
 mod checkout;
 mod disk_tree;
 mod git_init;
@@ -12,6 +13,7 @@ mod worktree;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use abandoned::remove_abandoned_git_files;
 pub use checkout::checkout;
 pub use git_init::init_git;
 pub use mirror::{FetchProgress, Mirror, normalise_url, repo_id};

@@ -9,7 +9,7 @@ use crate::support::*;
 
 /// A hostile archive made with stock GNU tar, the way an attacker would: `-P` keeps `..` and
 /// absolute names, `--transform` renames the payload, links are archived as links.
-fn craft(scratch: &Path, case: &str) -> Vec<u8> {
+pub(crate) fn craft(scratch: &Path, case: &str) -> Vec<u8> {
     let dir = scratch.join(case);
     std::fs::create_dir_all(dir.join("tasker-core-binaries")).unwrap();
     std::fs::write(dir.join("payload"), b"evil").unwrap();
