@@ -55,6 +55,11 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         let manifest = in_place::refresh(cache, &args.out, manifest, key_ms)?;
         reporter
             .info(&format!("{sha}: outputs already in place in {}, unchanged; nothing restored", args.out.display()));
+        github.write_outputs(&crate::github::run_outputs(&manifest))?;
+        github.write_summary(&crate::github::run_summary("core", &manifest))?;
+        if let Some(path) = &args.timings {
+            crate::timings::write(path, &format!("{sha} ({})", loaded.repo_url), reporter.timeline())?;
+        }
         if args.json {
             println!("{}", serde_json::to_string_pretty(&manifest).expect("manifests serialise"));
         }

@@ -47,13 +47,15 @@ fn records_that_are_broken_or_lie_are_refused_and_rebuilt() {
     ];
     for (case, bytes, expected) in cases {
         std::fs::write(record_path(&world.cache(), &key), &bytes).unwrap();
-        let output = world.run_core("main", "out", "tasker-ctl");
+        // A fresh --out each time: into the last one the run would be a no-op repeat.
+        let out = format!("out-{}", case.replace(' ', "-"));
+        let output = world.run_core("main", &out, "tasker-ctl");
         assert_ok(&output);
         let manifest: Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(manifest["targets"]["tasker-ctl"]["status"], "built", "{case}: rebuilt");
         let err = stderr(&output);
         assert!(err.contains(expected) && err.contains("rebuilding"), "{case}: {err}");
-        let bin = world.out("out").join("tasker-core-binaries/tasker-ctl");
+        let bin = world.out(&out).join("tasker-core-binaries/tasker-ctl");
         assert_eq!(run_binary(&bin), "tasker-ctl ctl-2 shared-2", "{case}: the served binary is the right one");
         let rewritten: Value =
             serde_json::from_slice(&std::fs::read(record_path(&world.cache(), &key)).unwrap()).unwrap();
@@ -62,7 +64,7 @@ fn records_that_are_broken_or_lie_are_refused_and_rebuilt() {
     // Were the digest used as a path, the corrupt entry's archive would be this file.
     assert!(victim.exists(), "a record's digest never names a file outside the blob store");
     // The other target's archive was only read, never dropped or changed.
-    let again = world.core_targets("main", "out", "tasker-ctl,tasker-server");
+    let again = world.core_targets("main", "out-again", "tasker-ctl,tasker-server");
     assert_eq!(statuses(&again).values().collect::<Vec<_>>(), ["hit", "hit"]);
 }
 
