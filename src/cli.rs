@@ -206,6 +206,9 @@ pub struct CoreArgs {
     /// `.html` for a page with a table too, `.svg` for the picture alone.
     #[arg(long, value_name = "FILE", value_parser = crate::timings::parse_path)]
     pub timings: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub warm: WarmArgs,
 }
 
 #[derive(Debug, Args)]
@@ -557,4 +560,31 @@ pub struct AffectedArgs {
     /// json (on stdout) or github (`job=true|false` lines appended to $GITHUB_OUTPUT).
     #[arg(long, value_enum, default_value = "json")]
     pub format: AffectedFormat,
+}
+
+/// Warm build state for cargo misses (see the README's "Warm misses" section).
+#[derive(Debug, Clone, Args)]
+pub struct WarmArgs {
+    /// Before a cargo build on a miss into an empty cargo target dir, restore a snapshot of
+    /// an earlier build's target dir; after it, save one (local cache and remote alike).
+    #[arg(long, env = "TBUILD_WARM_STATE")]
+    pub warm_state: bool,
+
+    /// Largest snapshot to save, e.g. 3GiB; a bigger pruned target dir is not saved.
+    #[arg(long, env = "TBUILD_WARM_STATE_MAX_SIZE", value_name = "SIZE", default_value = "3GiB",
+        value_parser = crate::units::parse_size)]
+    pub warm_state_max_size: u64,
+
+    /// Compile through sccache (RUSTC_WRAPPER): `auto` uses it when it is on PATH and works,
+    /// `always` warns when it does not, `never` does not look.
+    #[arg(long, env = "TBUILD_SCCACHE", value_name = "WHEN", default_value = "auto")]
+    pub sccache: SccacheMode,
+}
+
+/// When to run rustc through sccache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SccacheMode {
+    Auto,
+    Always,
+    Never,
 }

@@ -24,3 +24,4 @@ mod remote_cache;
 mod remote_servers;
 mod timings;
 mod upstream;
+mod warm_state;

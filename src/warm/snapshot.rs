@@ -1,0 +1,205 @@
+//! Snapshots of a cargo target dir as cache entries.
+//!
+//! A snapshot is an ordinary entry of the artifact store (so it lands in the local cache and
+//! on the remote alike, verified the same way): an action record whose target is
+//! `warm-state`, and an archive holding `manifest.json` plus the pruned target dir under
+//! `target/`. Archives zero mtimes (so equal files pack to equal bytes); the manifest keeps
+//! them instead, to the nanosecond, with the source tree the build saw (path -> content id).
+//!
+//! Each snapshot is stored twice, under two keys naming the same archive: the exact key
+//! (toolchain, target triple, profiles, Cargo.lock) and the "latest" alias (toolchain,
+//! triple, profiles), rewritten by every save. A restore tries the exact key, then the alias:
+//! the nearest snapshot by time, found by a plain lookup on every backend, even those that
+//! cannot list keys (HTTP).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::mtime;
+use super::prune::{self, Mark};
+use crate::cache::{
+    ActionRecord, ArtifactStore, AtomicFile, CacheError, RECORD_FORMAT, UnpackLimits, now_secs, pack, unpack,
+};
+
+/// The `target` of snapshot records (`tbuild cache ls` shows it; gc caps them apart).
+pub const SNAPSHOT_TARGET: &str = "warm-state";
+/// Version of `manifest.json` inside a snapshot.
+const MANIFEST_FORMAT: u32 = 1;
+
+/// The two keys a snapshot is stored under.
+#[derive(Debug, Clone)]
+pub struct SnapshotKeys {
+    pub exact: String,
+    pub latest: String,
+}
+
+impl SnapshotKeys {
+    /// `toolchain`: the cargo and rustc fingerprints; `profiles`: the cargo profiles built
+    /// (e.g. `debug`); `lock`: digest of Cargo.lock (empty without one).
+    pub fn new(toolchain: &str, triple: &str, profiles: &str, lock: &str) -> SnapshotKeys {
+        let hash = |parts: &[&str]| {
+            let mut hasher = blake3::Hasher::new();
+            for part in parts {
+                hasher.update(part.as_bytes());
+                hasher.update(b"\n");
+            }
+            hasher.finalize().to_hex().to_string()
+        };
+        SnapshotKeys {
+            exact: hash(&["tbuild warm-state 1", toolchain, triple, profiles, lock]),
+            latest: hash(&["tbuild warm-state-latest 1", toolchain, triple, profiles]),
+        }
+    }
+}
+
+/// What a snapshot says about itself.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format: u32,
+    /// The commit (or dir) the build saw.
+    provenance: String,
+    /// Source path -> content id (see [`mtime::source_ids`]).
+    sources: BTreeMap<String, String>,
+    /// Target-dir path -> mtime in nanoseconds since the epoch.
+    mtimes: BTreeMap<String, u64>,
+}
+
+/// A snapshot saved.
+#[derive(Debug)]
+pub enum Saved {
+    Stored {
+        size: u64,
+        files: usize,
+        took: Duration,
+    },
+    /// The pruned target dir is bigger than the cap: nothing saved.
+    TooBig {
+        size: u64,
+    },
+}
+
+/// Packs the pruned `target` dir and stores it under both `keys`.
+pub fn save(
+    store: &dyn ArtifactStore,
+    tmp_dir: &Path,
+    keys: &SnapshotKeys,
+    target: &Path,
+    mark: Mark,
+    (provenance, sources, toolchain): (&str, BTreeMap<String, String>, &str),
+    max_size: u64,
+) -> Result<Saved, CacheError> {
+    let started = Instant::now();
+    let picked = prune::select(target, mark);
+    let size: u64 = picked.values().map(|p| p.size).sum();
+    if size > max_size {
+        return Ok(Saved::TooBig { size });
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        provenance: provenance.to_string(),
+        sources,
+        mtimes: picked.iter().map(|(rel, p)| (rel.clone(), p.mtime_nanos)).collect(),
+    };
+    fs::create_dir_all(tmp_dir).map_err(CacheError::io(tmp_dir))?;
+    let manifest_file = tempfile::NamedTempFile::new_in(tmp_dir).map_err(CacheError::io(tmp_dir))?;
+    let bytes = serde_json::to_vec(&manifest).expect("manifests serialise");
+    fs::write(manifest_file.path(), bytes).map_err(CacheError::io(manifest_file.path()))?;
+    let mut files: BTreeMap<String, PathBuf> =
+        picked.into_iter().map(|(rel, p)| (format!("target/{rel}"), p.path)).collect();
+    files.insert("manifest.json".into(), manifest_file.path().to_path_buf());
+    let staged = tmp_dir.join(format!("warm-{}-{}.tar.zst", keys.exact, std::process::id()));
+    let (packed, file) = pack(&files, AtomicFile::create(tmp_dir, &staged)?)?;
+    file.commit()?;
+    let record = ActionRecord {
+        format: RECORD_FORMAT,
+        target: SNAPSHOT_TARGET.into(),
+        key: keys.exact.clone(),
+        artifact_digest: packed.digest,
+        artifact_size: packed.size,
+        files: packed.files,
+        build_duration_ms: 0,
+        provenance: provenance.to_string(),
+        toolchain: toolchain.to_string(),
+        created_at: now_secs(),
+        derivation: None,
+    };
+    let (size, count) = (record.artifact_size, record.files.len());
+    store.put(&record, &staged)?;
+    // The archive is stored now: the alias names the same one (`put` finds it present).
+    store.put(&ActionRecord { key: keys.latest.clone(), ..record }, &staged)?;
+    Ok(Saved::Stored { size, files: count, took: started.elapsed() })
+}
+
+/// A snapshot restored.
+#[derive(Debug)]
+pub struct Restored {
+    /// Found under the exact key (else under the latest alias).
+    pub exact: bool,
+    pub provenance: String,
+    pub size: u64,
+    pub files: usize,
+    /// Source files that differ from the snapshot's (cargo rebuilds their crates).
+    pub changed: usize,
+    pub took: Duration,
+}
+
+/// Restores the snapshot under `keys` (exact first) into `target`, which must be absent or
+/// empty, then back-dates the unchanged files of `work` (see [`mtime`]). `Ok(None)` when
+/// there is none. On an error `target` is left empty: the build just runs cold.
+pub fn restore(
+    store: &dyn ArtifactStore,
+    keys: &SnapshotKeys,
+    target: &Path,
+    work: &Path,
+    sources: &BTreeMap<String, String>,
+    on_corrupt: &mut dyn FnMut(crate::cache::CorruptEntry),
+) -> Result<Option<Restored>, CacheError> {
+    let started = Instant::now();
+    let (hit, exact) = match store.get(&keys.exact, on_corrupt)? {
+        Some(hit) => (hit, true),
+        None => match store.get(&keys.latest, on_corrupt)? {
+            Some(hit) => (hit, false),
+            None => return Ok(None),
+        },
+    };
+    let unpacked = target.with_file_name(format!(".warm-restore-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&unpacked);
+    fs::create_dir_all(&unpacked).map_err(CacheError::io(&unpacked))?;
+    let result = (|| {
+        unpack(&hit.archive, None, &unpacked, UnpackLimits::for_files(&hit.record.files))?;
+        let manifest_path = unpacked.join("manifest.json");
+        let bytes = fs::read(&manifest_path).map_err(CacheError::io(&manifest_path))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .ok()
+            .filter(|m: &Manifest| m.format == MANIFEST_FORMAT)
+            .ok_or_else(|| CacheError::CorruptArchive {
+                path: hit.archive.clone(),
+                reason: "its manifest.json is unreadable or of another format".into(),
+            })?;
+        let restored = unpacked.join("target");
+        fs::create_dir_all(&restored).map_err(CacheError::io(&restored))?;
+        for (rel, nanos) in &manifest.mtimes {
+            let path = restored.join(rel);
+            mtime::set_mtime(&path, *nanos).map_err(CacheError::io(&path))?;
+        }
+        if target.exists() {
+            fs::remove_dir(target).map_err(CacheError::io(target))?;
+        }
+        fs::rename(&restored, target).map_err(CacheError::io(target))?;
+        let changed = mtime::backdate_unchanged(work, sources, &manifest.sources).map_err(CacheError::io(work))?;
+        Ok(Restored {
+            exact,
+            provenance: manifest.provenance,
+            size: hit.record.artifact_size,
+            files: manifest.mtimes.len(),
+            changed,
+            took: started.elapsed(),
+        })
+    })();
+    let _ = fs::remove_dir_all(&unpacked);
+    result.map(Some)
+}
