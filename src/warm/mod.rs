@@ -53,7 +53,7 @@ impl WarmState {
             .unwrap_or_else(|_| format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS));
         let lock = tree.read("Cargo.lock").map(|b| blake3::hash(&b).to_hex().to_string()).unwrap_or_default();
         Some(WarmState {
-            keys: SnapshotKeys::new(&toolchain, &triple, &profiles, &lock),
+            keys: SnapshotKeys::new(&toolchain, &triple, &profiles, &lock, crate::cache::now_secs() / 86_400),
             toolchain,
             max_size: args.warm_state_max_size,
             restored_exact: false,
@@ -87,8 +87,9 @@ impl WarmState {
                     reporter.warn(&format!("warm state: snapshot not restored ({err}); building cold"));
                     let _ = std::fs::remove_dir_all(target);
                     if matches!(err, crate::cache::CacheError::CorruptArchive { .. }) {
-                        store.invalidate(&self.keys.exact, None);
-                        store.invalidate(&self.keys.latest, None);
+                        for key in std::iter::once(&self.keys.exact).chain(&self.keys.latest) {
+                            store.invalidate(key, None);
+                        }
                     }
                 }
             }

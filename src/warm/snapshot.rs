@@ -7,10 +7,12 @@
 //! them instead, to the nanosecond, with the source tree the build saw (path -> content id).
 //!
 //! Each snapshot is stored twice, under two keys naming the same archive: the exact key
-//! (toolchain, target triple, profiles, Cargo.lock) and the "latest" alias (toolchain,
-//! triple, profiles), rewritten by every save. A restore tries the exact key, then the alias:
-//! the nearest snapshot by time, found by a plain lookup on every backend, even those that
-//! cannot list keys (HTTP).
+//! (toolchain, target triple, profiles, Cargo.lock) and the "latest" alias of the day
+//! (toolchain, triple, profiles, UTC day number). A restore tries the exact key, then the
+//! aliases from today back [`LOOKBACK_DAYS`] days: the nearest snapshot by time, found by
+//! plain lookups on every backend, even those that cannot list keys (HTTP). The alias is per
+//! day because some stores never overwrite a key (the GitHub Actions cache): there the
+//! first snapshot of the day keeps the alias, elsewhere the last one does.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -29,18 +31,22 @@ use crate::cache::{
 pub const SNAPSHOT_TARGET: &str = "warm-state";
 /// Version of `manifest.json` inside a snapshot.
 const MANIFEST_FORMAT: u32 = 1;
+/// How many days back a restore looks for a "latest" alias.
+pub const LOOKBACK_DAYS: u64 = 14;
 
 /// The two keys a snapshot is stored under.
 #[derive(Debug, Clone)]
 pub struct SnapshotKeys {
     pub exact: String,
-    pub latest: String,
+    /// The day aliases, today's first.
+    pub latest: Vec<String>,
 }
 
 impl SnapshotKeys {
     /// `toolchain`: the cargo and rustc fingerprints; `profiles`: the cargo profiles built
-    /// (e.g. `debug`); `lock`: digest of Cargo.lock (empty without one).
-    pub fn new(toolchain: &str, triple: &str, profiles: &str, lock: &str) -> SnapshotKeys {
+    /// (e.g. `debug`); `lock`: digest of Cargo.lock (empty without one); `day`: days since
+    /// the epoch, UTC.
+    pub fn new(toolchain: &str, triple: &str, profiles: &str, lock: &str, day: u64) -> SnapshotKeys {
         let hash = |parts: &[&str]| {
             let mut hasher = blake3::Hasher::new();
             for part in parts {
@@ -51,7 +57,11 @@ impl SnapshotKeys {
         };
         SnapshotKeys {
             exact: hash(&["tbuild warm-state 1", toolchain, triple, profiles, lock]),
-            latest: hash(&["tbuild warm-state-latest 1", toolchain, triple, profiles]),
+            latest: (0..=LOOKBACK_DAYS.min(day))
+                .map(|back| {
+                    hash(&["tbuild warm-state-latest 1", toolchain, triple, profiles, &(day - back).to_string()])
+                })
+                .collect(),
         }
     }
 }
@@ -130,7 +140,7 @@ pub fn save(
     let (size, count) = (record.artifact_size, record.files.len());
     store.put(&record, &staged)?;
     // The archive is stored now: the alias names the same one (`put` finds it present).
-    store.put(&ActionRecord { key: keys.latest.clone(), ..record }, &staged)?;
+    store.put(&ActionRecord { key: keys.latest[0].clone(), ..record }, &staged)?;
     Ok(Saved::Stored { size, files: count, took: started.elapsed() })
 }
 
@@ -159,13 +169,14 @@ pub fn restore(
     on_corrupt: &mut dyn FnMut(crate::cache::CorruptEntry),
 ) -> Result<Option<Restored>, CacheError> {
     let started = Instant::now();
-    let (hit, exact) = match store.get(&keys.exact, on_corrupt)? {
-        Some(hit) => (hit, true),
-        None => match store.get(&keys.latest, on_corrupt)? {
-            Some(hit) => (hit, false),
-            None => return Ok(None),
-        },
-    };
+    let mut found = None;
+    for (index, key) in std::iter::once(&keys.exact).chain(&keys.latest).enumerate() {
+        if let Some(hit) = store.get(key, on_corrupt)? {
+            found = Some((hit, index == 0));
+            break;
+        }
+    }
+    let Some((hit, exact)) = found else { return Ok(None) };
     let unpacked = target.with_file_name(format!(".warm-restore-{}", std::process::id()));
     let _ = fs::remove_dir_all(&unpacked);
     fs::create_dir_all(&unpacked).map_err(CacheError::io(&unpacked))?;
@@ -202,4 +213,29 @@ pub fn restore(
     })();
     let _ = fs::remove_dir_all(&unpacked);
     result.map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_separate_what_cargo_cannot_share_and_aliases_go_back_by_day() {
+        let keys = SnapshotKeys::new("rustc: 1.90", "x86_64-linux", "debug", "lock-a", 20_000);
+        assert_eq!(keys.latest.len(), LOOKBACK_DAYS as usize + 1);
+        let yesterday = SnapshotKeys::new("rustc: 1.90", "x86_64-linux", "debug", "lock-a", 19_999);
+        assert_eq!(keys.latest[1], yesterday.latest[0]);
+        assert_eq!(keys.exact, yesterday.exact, "the exact key does not age");
+        let other_lock = SnapshotKeys::new("rustc: 1.90", "x86_64-linux", "debug", "lock-b", 20_000);
+        assert_ne!(keys.exact, other_lock.exact);
+        assert_eq!(keys.latest, other_lock.latest, "a new Cargo.lock finds the nearest snapshot");
+        for other in [
+            SnapshotKeys::new("rustc: 1.91", "x86_64-linux", "debug", "lock-a", 20_000),
+            SnapshotKeys::new("rustc: 1.90", "aarch64-linux", "debug", "lock-a", 20_000),
+            SnapshotKeys::new("rustc: 1.90", "x86_64-linux", "release", "lock-a", 20_000),
+        ] {
+            assert_ne!(keys.exact, other.exact);
+            assert_ne!(keys.latest[0], other.latest[0]);
+        }
+    }
 }

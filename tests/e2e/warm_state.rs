@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::remote_servers::Nginx;
-use crate::support::{BINARIES, World, assert_ok, fixture_recipe, stderr};
+use crate::support::{BINARIES, World, assert_ok, fixture_recipe, records, stderr};
 
 /// Runs `core` with its own cache dir `cache`; its stderr.
 fn core(world: &World, cache: &str, rev: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
@@ -89,6 +89,31 @@ fn a_snapshot_through_the_remote_makes_a_fresh_machine_compile_only_what_changed
     assert!(e.contains("3 built"), "every key missed: {e}");
     assert!(e.contains("0 source files changed since"), "{e}");
     assert_eq!(compiled(&world, "cache-e"), BTreeMap::new(), "{e}");
+
+    // Machine F builds lock-change (itoa 1.0.14 -> 1.0.15): no snapshot for its Cargo.lock,
+    // so the nearest one (A's, of today) is restored; F's own snapshot leaves out the itoa
+    // 1.0.14 units its build no longer used.
+    let f = core(&world, "cache-f", "lock-change", &warm, &[]);
+    assert!(f.contains("warm state: restored the nearest snapshot"), "{f}");
+    assert!(f.contains("warm state: snapshot saved"), "{f}");
+    assert!(compiled(&world, "cache-f").contains_key("itoa"), "{f}");
+    assert_eq!(itoa_rlibs(&world, "cache-a"), 1);
+    assert_eq!(itoa_rlibs(&world, "cache-f"), 1, "the stale itoa is pruned");
+}
+
+/// How many itoa libraries the snapshots of cache dir `cache` hold (each snapshot is stored
+/// under two keys naming one archive: those must agree).
+fn itoa_rlibs(world: &World, cache: &str) -> usize {
+    let snapshots: Vec<_> =
+        records(&world.dir.path().join(cache)).into_iter().filter(|r| r["target"] == "warm-state").collect();
+    assert_eq!(snapshots.len(), 2, "an exact key and today's alias");
+    assert_eq!(snapshots[0]["artifact_digest"], snapshots[1]["artifact_digest"]);
+    let files = snapshots[0]["files"].as_array().unwrap();
+    let rlib = |f: &&serde_json::Value| {
+        let path = f["path"].as_str().unwrap();
+        path.starts_with("target/debug/deps/libitoa-") && path.ends_with(".rlib")
+    };
+    files.iter().filter(rlib).count()
 }
 
 #[test]
