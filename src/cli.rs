@@ -290,6 +290,10 @@ pub enum CacheCommand {
         /// Evict entries not used for this long, e.g. 30d, 12h.
         #[arg(long, value_name = "AGE", value_parser = crate::units::parse_age)]
         max_age: Option<std::time::Duration>,
+        /// Evict least recently used warm-state snapshots (core --warm-state) until they fit;
+        /// they do not count toward --max-size. `0` removes them all.
+        #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = crate::units::parse_size)]
+        max_warm_size: u64,
         /// Also delete each repository's cargo target dir (the next miss compiles from scratch).
         #[arg(long)]
         prune_target_dirs: bool,

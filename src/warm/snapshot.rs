@@ -28,7 +28,7 @@ use crate::cache::{
 };
 
 /// The `target` of snapshot records (`tbuild cache ls` shows it; gc caps them apart).
-pub const SNAPSHOT_TARGET: &str = "warm-state";
+pub use crate::cache::gc::WARM_STATE_TARGET as SNAPSHOT_TARGET;
 /// Version of `manifest.json` inside a snapshot.
 const MANIFEST_FORMAT: u32 = 1;
 /// How many days back a restore looks for a "latest" alias.
