@@ -11,7 +11,7 @@ mod worktree;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use checkout::checkout;
+pub use checkout::{checkout, record_mtimes};
 pub use mirror::{FetchProgress, Mirror, normalise_url, repo_id};
 
 use crate::cache::BlobDigestMemo;

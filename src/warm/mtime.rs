@@ -59,20 +59,19 @@ pub fn source_ids(tree: &Tree) -> BTreeMap<String, String> {
 }
 
 /// Back-dates every file of `work` whose id in `now` equals its id in `built_from` to
-/// [`SOURCE_EPOCH`]. Returns how many files differ (changed or new): those keep their time
-/// and make cargo rebuild their crates.
-pub fn backdate_unchanged(
+/// [`SOURCE_EPOCH`]; returns their paths. The others (changed or new) keep their time and
+/// make cargo rebuild their crates.
+pub fn backdate_unchanged<'a>(
     work: &Path,
-    now: &BTreeMap<String, String>,
+    now: &'a BTreeMap<String, String>,
     built_from: &BTreeMap<String, String>,
-) -> std::io::Result<usize> {
-    let mut changed = 0;
+) -> std::io::Result<Vec<&'a String>> {
+    let mut backdated = Vec::new();
     for (path, id) in now {
         if built_from.get(path) == Some(id) {
             set_mtime(&work.join(path), SOURCE_EPOCH.as_nanos() as u64)?;
-        } else {
-            changed += 1;
+            backdated.push(path);
         }
     }
-    Ok(changed)
+    Ok(backdated)
 }

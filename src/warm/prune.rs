@@ -47,6 +47,8 @@ pub fn mark(target: &Path) -> Mark {
             }
         }
     }
+    // A first build has no target dir yet; the probe needs it (cargo creates it anyway).
+    let _ = fs::create_dir_all(target);
     let probe = target.join(".tbuild-atime-probe");
     let atime_works = (|| -> std::io::Result<bool> {
         fs::write(&probe, b"probe")?;

@@ -201,7 +201,13 @@ pub fn restore(
             fs::remove_dir(target).map_err(CacheError::io(target))?;
         }
         fs::rename(&restored, target).map_err(CacheError::io(target))?;
-        let changed = mtime::backdate_unchanged(work, sources, &manifest.sources).map_err(CacheError::io(work))?;
+        let backdated = mtime::backdate_unchanged(work, sources, &manifest.sources).map_err(CacheError::io(work))?;
+        let changed = sources.len() - backdated.len();
+        // Else the next checkout takes the back-dated files for edited ones and rewrites
+        // them, and the next build recompiles every crate. Best effort: a failure costs that.
+        if let Some(state_dir) = work.parent() {
+            let _ = crate::source::record_mtimes(work, state_dir, backdated);
+        }
         Ok(Restored {
             exact,
             provenance: manifest.provenance,

@@ -89,6 +89,11 @@ fn a_snapshot_through_the_remote_makes_a_fresh_machine_compile_only_what_changed
     assert!(e.contains("3 built"), "every key missed: {e}");
     assert!(e.contains("0 source files changed since"), "{e}");
     assert_eq!(compiled(&world, "cache-e"), BTreeMap::new(), "{e}");
+    // The back-dated files stay as they are in E's next checkout: its next miss (tasker-ctl,
+    // at ctl-only) compiles tasker-ctl alone, not every crate whose files were back-dated.
+    let e2 = core(&world, "cache-e", "ctl-only", &extra, &[]);
+    assert!(e2.contains("1 built"), "{e2}");
+    assert_eq!(compiled(&world, "cache-e"), BTreeMap::from([("tasker-ctl".to_string(), 1)]), "{e2}");
 
     // Machine F builds lock-change (itoa 1.0.14 -> 1.0.15): no snapshot for its Cargo.lock,
     // so the nearest one (A's, of today) is restored; F's own snapshot leaves out the itoa
