@@ -88,12 +88,12 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
             warm.before_build(&store, &dirs.cargo_target, &dirs.work, &loaded.tree, &reporter);
         }
         let wrapper = crate::warm::sccache::build_env(args.warm.sccache, &args.remote, &reporter);
-        let (cargo_target, tmp) = (dirs.cargo_target.clone(), cache.tmp_dir());
+        let cargo_target = dirs.cargo_target.clone();
         let how = HowToBuild { jobs: args.jobs as usize, offline: args.rev.offline, wrapper };
         let results = build_all(to_build, dirs, &store, &sha, &reporter, how);
         if let Some(warm) = &warm {
             let any_built = results.iter().any(|(_, r)| r.is_ok());
-            warm.after_build(&store, &tmp, &cargo_target, &loaded.tree, any_built, &reporter);
+            warm.after_build(&store, cache, &cargo_target, &loaded.tree, any_built, &reporter);
         }
         for (p, result) in results {
             github.log_group(&p.target.name, &cache.log_path(&p.target.name, &p.key));

@@ -14,7 +14,7 @@ pub mod snapshot;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::cache::ArtifactStore;
+use crate::cache::{ArtifactStore, LocalCache};
 use crate::cli::WarmArgs;
 use crate::plan::PlannedTarget;
 use crate::report::{Reporter, human_bytes, human_duration};
@@ -97,24 +97,26 @@ impl WarmState {
         self.mark = Some(prune::mark(target));
     }
 
-    /// After the builds: saves a snapshot of `target`, unless one was restored under the
-    /// exact key (nothing new to keep) or nothing Rust was built.
+    /// After the builds: saves a snapshot of `target`, unless nothing Rust was built or the
+    /// local cache holds one under the exact key already (restored from the remote, or
+    /// saved by an earlier run here): like `actions/cache`, a key is saved once, so a warm
+    /// machine does not pack its target dir after every miss.
     pub fn after_build(
         &self,
         store: &dyn ArtifactStore,
-        tmp_dir: &Path,
+        local: &LocalCache,
         target: &Path,
         tree: &Tree,
         any_built: bool,
         reporter: &Reporter,
     ) {
         let Some(mark) = self.mark else { return };
-        if self.restored_exact || !any_built {
+        if self.restored_exact || !any_built || local.action_path(&self.keys.exact).exists() {
             return;
         }
         let context = (tree.provenance(), mtime::source_ids(tree), self.toolchain.as_str());
         let context = (context.0.as_str(), context.1, context.2);
-        match snapshot::save(store, tmp_dir, &self.keys, target, mark, context, self.max_size) {
+        match snapshot::save(store, &local.tmp_dir(), &self.keys, target, mark, context, self.max_size) {
             Ok(Saved::Stored { size, files, took }) => reporter.info(&format!(
                 "warm state: snapshot saved ({}, {files} files) in {}",
                 human_bytes(size),
