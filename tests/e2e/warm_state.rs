@@ -141,3 +141,32 @@ fn a_broken_sccache_on_path_warns_and_the_build_succeeds() {
     assert_eq!(err.matches("does not work").count(), 1, "one warning: {err}");
     assert!(err.contains(&format!("sccache at {} does not work", fake.display())), "{err}");
 }
+
+#[test]
+fn a_working_sccache_wraps_rustc_with_the_remote_mapped_onto_its_storage() {
+    let world = World::new();
+    let bin = world.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = world.dir.path().join("sccache-calls");
+    // A stand-in that works: probes succeed, compiles run the real rustc and are logged
+    // with the storage settings sccache would use.
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in --version|--start-server|--show-stats) exit 0;; esac\n\
+         echo \"bucket=$SCCACHE_BUCKET prefix=$SCCACHE_S3_KEY_PREFIX $*\" >> {}\nexec \"$@\"\n",
+        calls.display()
+    );
+    let fake = bin.join("sccache");
+    std::fs::write(&fake, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    // The S3 remote itself is unreachable (port 9): tbuild warns and builds locally.
+    let remote = ["--sccache", "always", "--remote", "s3://bucket/ci", "--s3-endpoint", "http://127.0.0.1:9"];
+    let env =
+        [("PATH", path.as_str()), ("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x"), ("AWS_REGION", "x")];
+    let err = core(&world, "cache", "base", &remote, &env);
+    assert!(err.contains(&format!("compiling through sccache ({})", fake.display())), "{err}");
+    let calls = std::fs::read_to_string(calls).unwrap();
+    assert!(calls.lines().any(|l| l.contains("--crate-name tasker_ctl")), "{calls}");
+    assert!(calls.lines().all(|l| l.starts_with("bucket=bucket prefix=ci/sccache ")), "{calls}");
+}
