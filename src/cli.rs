@@ -212,6 +212,9 @@ pub struct CoreArgs {
     /// clones them copy-on-write where the filesystem can (btrfs, XFS), else copies.
     #[arg(long, value_enum, default_value_t, env = "TBUILD_LINK_MODE", value_name = "MODE")]
     pub link_mode: crate::cache::LinkMode,
+
+    #[command(flatten)]
+    pub warm: WarmArgs,
 }
 
 #[derive(Debug, Args)]
@@ -303,6 +306,10 @@ pub enum CacheCommand {
         /// Evict entries not used for this long, e.g. 30d, 12h.
         #[arg(long, value_name = "AGE", value_parser = crate::units::parse_age)]
         max_age: Option<std::time::Duration>,
+        /// Evict least recently used warm-state snapshots (core --warm-state) until they fit;
+        /// they do not count toward --max-size. `0` removes them all.
+        #[arg(long, value_name = "SIZE", default_value = "4GiB", value_parser = crate::units::parse_size)]
+        max_warm_size: u64,
         /// Also delete each repository's cargo target dir (the next miss compiles from scratch).
         #[arg(long)]
         prune_target_dirs: bool,
@@ -587,4 +594,31 @@ pub struct AffectedArgs {
     /// json (on stdout) or github (`job=true|false` lines appended to $GITHUB_OUTPUT).
     #[arg(long, value_enum, default_value = "json")]
     pub format: AffectedFormat,
+}
+
+/// Warm build state for cargo misses (see the README's "Warm misses" section).
+#[derive(Debug, Clone, Args)]
+pub struct WarmArgs {
+    /// Before a cargo build on a miss into an empty cargo target dir, restore a snapshot of
+    /// an earlier build's target dir; after it, save one (local cache and remote alike).
+    #[arg(long, env = "TBUILD_WARM_STATE")]
+    pub warm_state: bool,
+
+    /// Largest snapshot to save, e.g. 3GiB; a bigger pruned target dir is not saved.
+    #[arg(long, env = "TBUILD_WARM_STATE_MAX_SIZE", value_name = "SIZE", default_value = "3GiB",
+        value_parser = crate::units::parse_size)]
+    pub warm_state_max_size: u64,
+
+    /// Compile through sccache (RUSTC_WRAPPER): `auto` uses it when it is on PATH and works,
+    /// `always` warns when it does not, `never` does not look.
+    #[arg(long, env = "TBUILD_SCCACHE", value_name = "WHEN", default_value = "auto")]
+    pub sccache: SccacheMode,
+}
+
+/// When to run rustc through sccache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SccacheMode {
+    Auto,
+    Always,
+    Never,
 }

@@ -28,6 +28,7 @@ pub mod timings;
 pub mod toolchain;
 pub mod units;
 pub mod upstream;
+pub mod warm;
 
 use std::sync::Arc;
 

@@ -22,6 +22,10 @@ use super::{CacheError, KeyLock, LocalCache};
 /// Temp files older than this belong to no live writer (a write refreshes the mtime).
 pub const STALE_TEMP: Duration = Duration::from_secs(3600);
 
+/// The `target` of warm-state snapshot records (`core --warm-state`, src/warm): the big
+/// entries, capped apart from artifacts by [`GcPolicy::max_warm_size`].
+pub const WARM_STATE_TARGET: &str = "warm-state";
+
 /// What to evict.
 #[derive(Debug, Clone, Default)]
 pub struct GcPolicy {
@@ -29,6 +33,9 @@ pub struct GcPolicy {
     pub max_size: Option<u64>,
     /// Evict entries not used for this long.
     pub max_age: Option<Duration>,
+    /// Evict least recently used warm-state snapshots until they fit in this many bytes.
+    /// Snapshots do not count toward `max_size`, nor other entries toward this.
+    pub max_warm_size: Option<u64>,
     /// Also delete each repository's cargo target dir (not counted in `max_size`).
     pub prune_target_dirs: bool,
     /// Report what would be removed, remove nothing.
@@ -96,6 +103,16 @@ pub fn collect(cache: &LocalCache, policy: &GcPolicy, now: SystemTime) -> Result
     }
     let mut total: u64 =
         entries.iter().map(|e| e.record_size).sum::<u64>() + refs.keys().filter_map(|d| blob_sizes.get(d)).sum::<u64>();
+    let is_warm = |e: &Entry| e.record.as_ref().is_ok_and(|r| r.target == WARM_STATE_TARGET);
+    let warm_digests: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .filter(|e| is_warm(e))
+        .filter_map(|e| e.record.as_ref().ok())
+        .map(|r| r.artifact_digest.as_str())
+        .collect();
+    let mut warm_total: u64 = entries.iter().filter(|e| is_warm(e)).map(|e| e.record_size).sum::<u64>()
+        + warm_digests.iter().filter_map(|d| blob_sizes.get(*d)).sum::<u64>();
+    let mut artifact_total = total - warm_total;
 
     for entry in &entries {
         let digest = entry.record.as_ref().ok().map(|r| r.artifact_digest.clone());
@@ -107,7 +124,9 @@ pub fn collect(cache: &LocalCache, policy: &GcPolicy, now: SystemTime) -> Result
             "archive missing"
         } else if policy.max_age.is_some_and(|max| age > max) {
             "older than --max-age"
-        } else if policy.max_size.is_some_and(|max| total > max) {
+        } else if is_warm(entry) && policy.max_warm_size.is_some_and(|max| warm_total > max) {
+            "least recently used over --max-warm-size"
+        } else if !is_warm(entry) && policy.max_size.is_some_and(|max| artifact_total > max) {
             "least recently used over --max-size"
         } else {
             report.kept_entries += 1;
@@ -139,6 +158,11 @@ pub fn collect(cache: &LocalCache, policy: &GcPolicy, now: SystemTime) -> Result
             *n -= 1;
         }
         total -= bytes;
+        if is_warm(entry) {
+            warm_total -= bytes;
+        } else {
+            artifact_total -= bytes;
+        }
         let target = entry.record.as_ref().map(|r| r.target.clone()).unwrap_or_default();
         report.evicted.push(Evicted { target, key: entry.key.clone(), bytes, reason });
     }
@@ -372,5 +396,28 @@ mod tests {
         assert!(cache.action_path(&held).exists(), "a key being built is never evicted");
         assert!(!cache.action_path(&other).exists());
         assert_eq!(entries::blobs(&cache).unwrap().len(), 1, "only the held entry's archive is left");
+    }
+
+    #[test]
+    fn snapshots_have_their_own_cap_and_do_not_count_toward_max_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::open(dir.path()).unwrap();
+        let artifact = store(&cache, 1, &[1; 1000]);
+        let (old, new) = (store(&cache, 2, &[2; 5000]), store(&cache, 3, &[3; 5000]));
+        for (key, age) in [(&old, 7200), (&new, 60)] {
+            let path = cache.action_path(key);
+            let mut record: ActionRecord = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+            record.target = WARM_STATE_TARGET.into();
+            fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+            let mtime = SystemTime::now() - Duration::from_secs(age);
+            fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+        }
+        // 10 kB of snapshots fit no 8 kB cap: the least recently used goes; the 2 kB
+        // --max-size concerns the artifact alone, which fits.
+        let policy = GcPolicy { max_size: Some(2000), max_warm_size: Some(8000), ..GcPolicy::default() };
+        let report = collect(&cache, &policy, SystemTime::now()).unwrap();
+        let evicted: Vec<(&str, &str)> = report.evicted.iter().map(|e| (e.key.as_str(), e.reason)).collect();
+        assert_eq!(evicted, [(old.as_str(), "least recently used over --max-warm-size")]);
+        assert!(cache.action_path(&new).exists() && cache.action_path(&artifact).exists());
     }
 }

@@ -20,10 +20,11 @@ pub fn run(command: &CacheCommand, cache: &LocalCache, reporter: &Reporter) -> R
         CacheCommand::Ls { json } => ls(cache, *json)?,
         CacheCommand::Du { json } => du(cache, *json),
         CacheCommand::Verify { fix, json } => verify(cache, *fix, *json, reporter)?,
-        CacheCommand::Gc { max_size, max_age, prune_target_dirs, dry_run, json } => {
+        CacheCommand::Gc { max_size, max_age, max_warm_size, prune_target_dirs, dry_run, json } => {
             let policy = GcPolicy {
                 max_size: *max_size,
                 max_age: *max_age,
+                max_warm_size: Some(*max_warm_size),
                 prune_target_dirs: *prune_target_dirs,
                 dry_run: *dry_run,
             };

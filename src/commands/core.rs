@@ -99,7 +99,19 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         reporter.info(&format!("checked out {sha} ({} written)", plural(written, "file")));
         let tracked = Arc::new(loaded.tree.entries().keys().cloned().collect());
         let dirs = BuildDirs { work, cargo_target: repo_dir.join("cargo-target"), tracked };
-        let results = build_all(to_build, dirs, &store, &sha, &reporter, args.jobs as usize, args.rev.offline);
+        // Warm state (src/warm): a snapshot into an empty target dir first, sccache if it works.
+        let mut warm = crate::warm::WarmState::new(&args.warm, &to_build, &loaded.tree);
+        if let Some(warm) = &mut warm {
+            warm.before_build(&store, &dirs.cargo_target, &dirs.work, &loaded.tree, &reporter);
+        }
+        let wrapper = crate::warm::sccache::build_env(args.warm.sccache, &args.remote, &reporter);
+        let cargo_target = dirs.cargo_target.clone();
+        let how = HowToBuild { jobs: args.jobs as usize, offline: args.rev.offline, wrapper };
+        let results = build_all(to_build, dirs, &store, &sha, &reporter, how);
+        if let Some(warm) = &warm {
+            let any_built = results.iter().any(|(_, r)| r.is_ok());
+            warm.after_build(&store, cache, &cargo_target, &loaded.tree, any_built, &reporter);
+        }
         for (p, result) in results {
             github.log_group(&p.target.name, &cache.log_path(&p.target.name, &p.key));
             // A built target is published from the cache, exactly as a hit would be.
@@ -300,6 +312,14 @@ pub(super) fn plural(n: usize, noun: &str) -> String {
 
 type Built = Result<(Duration, Duration), Error>;
 
+/// How the builds run: at most `jobs` at once, without network when `offline`, with
+/// `wrapper` (sccache's environment, see src/warm/sccache.rs) added to each target's env.
+struct HowToBuild {
+    jobs: usize,
+    offline: bool,
+    wrapper: BTreeMap<String, String>,
+}
+
 /// Builds the targets, at most `jobs` at once, storing each as soon as it is built.
 fn build_all(
     targets: Vec<PlannedTarget>,
@@ -307,9 +327,9 @@ fn build_all(
     tiers: &TieredStore,
     sha: &str,
     reporter: &Arc<Reporter>,
-    jobs: usize,
-    offline: bool,
+    how: HowToBuild,
 ) -> Vec<(PlannedTarget, Built)> {
+    let HowToBuild { jobs, offline, wrapper } = how;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
     let (cache, uploads) = (tiers.local(), tiers.uploader());
@@ -319,7 +339,7 @@ fn build_all(
         for (index, p) in targets.iter().cloned().enumerate() {
             let (permits, dirs, cache, reporter, sha) =
                 (permits.clone(), dirs.clone(), cache.clone(), reporter.clone(), sha.to_string());
-            let uploads = uploads.clone();
+            let (uploads, wrapper) = (uploads.clone(), wrapper.clone());
             reporter.phase(&p.target.name, Phase::Queued);
             set.spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("semaphore open");
@@ -331,6 +351,9 @@ fn build_all(
                     if offline {
                         // --offline means no network at all, cargo's downloads included.
                         env.insert("CARGO_NET_OFFLINE".into(), "true".into());
+                    }
+                    for (name, value) in wrapper {
+                        env.entry(name).or_insert(value);
                     }
                     let built = build_target(&p.target, &env, &dirs, &log).await?;
                     reporter.phase(&p.target.name, Phase::Pack);

@@ -121,6 +121,36 @@ pub fn checkout(tree: &Tree, work: &Path, state_dir: &Path) -> Result<usize, Sou
     Ok(written)
 }
 
+/// Records the current mtimes of `paths` (files of the last checkout into `work` whose
+/// mtimes were changed on purpose: `core --warm-state` back-dates unchanged sources), so
+/// the next checkout keeps them instead of taking them for edited and rewriting them.
+pub fn record_mtimes<'a>(
+    work: &Path,
+    state_dir: &Path,
+    paths: impl IntoIterator<Item = &'a String>,
+) -> Result<(), SourceError> {
+    let state_path = state_dir.join(STATE_FILE);
+    let Some(mut state) = fs::read(&state_path).ok().and_then(|b| serde_json::from_slice::<CheckoutState>(&b).ok())
+    else {
+        return Ok(());
+    };
+    for path in paths {
+        if let (Some(file), Some((size, mtime_ns))) = (state.files.get_mut(path), on_disk(&work.join(path)))
+            && file.size == size
+        {
+            file.mtime_ns = mtime_ns;
+        }
+    }
+    let bytes = serde_json::to_vec(&state).expect("state serialises");
+    let tmp = state_dir.join(format!("{STATE_FILE}.tmp"));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SourceError::Io { path, source }
+    };
+    fs::write(&tmp, bytes).map_err(io(&tmp))?;
+    fs::rename(&tmp, &state_path).map_err(io(&state_path))
+}
+
 /// Size and mtime of a file or symlink (not followed), if it exists.
 fn on_disk(path: &Path) -> Option<(u64, u128)> {
     let meta = fs::symlink_metadata(path).ok()?;

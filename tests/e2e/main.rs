@@ -30,3 +30,4 @@ mod soak;
 mod timings;
 mod torture;
 mod upstream;
+mod warm_state;

@@ -1,0 +1,172 @@
+//! `core --warm-state`: target-dir snapshots shared through a remote make a fresh machine's
+//! misses compile only what changed; a broken sccache never fails a build.
+//!
+//! Every run here uses the test process's CARGO_HOME: cargo keys registry crates by their
+//! absolute source path, so a snapshot is warm only where CARGO_HOME sits at the same path
+//! (on CI runners it is always `~/.cargo`). What differs between the "machines" is what
+//! matters: the cache dir, hence the checkout and the cargo target dir, at other paths.
+
+use std::collections::BTreeMap;
+
+use crate::remote_servers::Nginx;
+use crate::support::{BINARIES, World, assert_ok, fixture_recipe, records, stderr};
+
+/// Runs `core` with its own cache dir `cache`; its stderr.
+fn core(world: &World, cache: &str, rev: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
+    let recipe = fixture_recipe();
+    let mut args = world.core_args_with(rev, &format!("out-{cache}"), &["--targets", BINARIES]);
+    if !extra.contains(&"--recipe") {
+        args.extend(["--recipe".to_string(), recipe.to_str().unwrap().to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let cache_dir = world.dir.path().join(cache);
+    let mut env = env.to_vec();
+    env.push(("TBUILD_CACHE_DIR", cache_dir.to_str().unwrap()));
+    let output = world.tbuild_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env);
+    assert_ok(&output);
+    stderr(&output)
+}
+
+/// Crate name -> how often cargo compiled it, from every build log of cache dir `cache`.
+fn compiled(world: &World, cache: &str) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    let logs = world.dir.path().join(cache).join("v1/logs");
+    for entry in walkdir::WalkDir::new(logs).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()) {
+        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+            if let Some(rest) = line.trim_start().strip_prefix("Compiling ") {
+                *counts.entry(rest.split(' ').next().unwrap().to_string()).or_default() += 1;
+            }
+        }
+    }
+    counts
+}
+
+#[test]
+fn a_snapshot_through_the_remote_makes_a_fresh_machine_compile_only_what_changed() {
+    let world = World::new();
+    let nginx = Nginx::start(&world.dir.path().join("nginx"));
+    let url = nginx.url();
+    let warm = ["--warm-state", "--remote", url.as_str(), "--sccache", "never"];
+
+    // Machine A builds `base` cold and saves a snapshot of its target dir.
+    let a = core(&world, "cache-a", "base", &warm, &[]);
+    assert!(a.contains("no snapshot for this toolchain yet"), "{a}");
+    assert!(a.contains("warm state: snapshot saved"), "{a}");
+    assert!(compiled(&world, "cache-a").contains_key("itoa"), "A compiles everything");
+
+    // Without a snapshot, a fresh machine compiles every crate for ctl-only.
+    core(&world, "cache-cold", "ctl-only", &["--sccache", "never"], &[]);
+    let cold = compiled(&world, "cache-cold");
+    for name in ["itoa", "tasker-shared", "tasker-client", "tasker-ctl"] {
+        assert!(cold.contains_key(name), "cold build compiles {name}: {cold:?}");
+    }
+
+    // Machine B (its own cache dir, checkout and target dir) builds ctl-only, a change to
+    // tasker-ctl's main.rs alone: server and worker are hits from the remote, tasker-ctl
+    // misses, and with A's snapshot only tasker-ctl compiles.
+    let b = core(&world, "cache-b", "ctl-only", &warm, &[]);
+    assert!(b.contains("warm state: restored the exact snapshot"), "{b}");
+    // docs-only (three docs files) and ctl-only (main.rs) since base.
+    assert!(b.contains("4 source files changed since"), "{b}");
+    let warm_compiled = compiled(&world, "cache-b");
+    assert_eq!(warm_compiled, BTreeMap::from([("tasker-ctl".to_string(), 1)]), "{b}");
+    // B restored under the exact key: nothing new to save.
+    assert!(!b.contains("snapshot saved"), "{b}");
+    let built =
+        std::process::Command::new(world.out("out-cache-b").join("tasker-core-binaries/tasker-ctl")).output().unwrap();
+    assert!(String::from_utf8_lossy(&built.stdout).contains("ctl-2"), "the rebuilt binary is ctl-only's");
+
+    // Machine E builds the very commit A built, missing every key (a recipe whose env differs,
+    // which cargo does not see): after the restore, cargo finds every unit fresh.
+    let recipe = std::fs::read_to_string(fixture_recipe()).unwrap();
+    let salted = recipe.replace("SQLX_OFFLINE = \"true\"", "SQLX_OFFLINE = \"true\"\nWARM_TEST_SALT = \"1\"");
+    assert_ne!(recipe, salted);
+    let salted_path = world.dir.path().join("salted-recipe.toml");
+    std::fs::write(&salted_path, salted).unwrap();
+    let mut extra = warm.to_vec();
+    extra.extend(["--recipe", salted_path.to_str().unwrap()]);
+    let e = core(&world, "cache-e", "base", &extra, &[]);
+    assert!(e.contains("3 built"), "every key missed: {e}");
+    assert!(e.contains("0 source files changed since"), "{e}");
+    assert_eq!(compiled(&world, "cache-e"), BTreeMap::new(), "{e}");
+    // The back-dated files stay as they are in E's next checkout: its next miss (tasker-ctl,
+    // at ctl-only) compiles tasker-ctl alone, not every crate whose files were back-dated.
+    let e2 = core(&world, "cache-e", "ctl-only", &extra, &[]);
+    assert!(e2.contains("1 built"), "{e2}");
+    assert_eq!(compiled(&world, "cache-e"), BTreeMap::from([("tasker-ctl".to_string(), 1)]), "{e2}");
+
+    // Machine F builds lock-change (itoa 1.0.14 -> 1.0.15): no snapshot for its Cargo.lock,
+    // so the nearest one (A's, of today) is restored; F's own snapshot leaves out the itoa
+    // 1.0.14 units its build no longer used.
+    let f = core(&world, "cache-f", "lock-change", &warm, &[]);
+    assert!(f.contains("warm state: restored the nearest snapshot"), "{f}");
+    assert!(f.contains("warm state: snapshot saved"), "{f}");
+    assert!(compiled(&world, "cache-f").contains_key("itoa"), "{f}");
+    assert_eq!(itoa_rlibs(&world, "cache-a"), 1);
+    assert_eq!(itoa_rlibs(&world, "cache-f"), 1, "the stale itoa is pruned");
+
+    // F's next miss, same Cargo.lock: its target dir is warm (no restore) and the exact
+    // snapshot is stored already (no second save).
+    let f2 = core(&world, "cache-f", "shared-change", &warm, &[]);
+    assert!(f2.contains("3 built"), "{f2}");
+    assert!(!f2.contains("warm state:"), "{f2}");
+}
+
+/// How many itoa libraries the snapshots of cache dir `cache` hold (each snapshot is stored
+/// under two keys naming one archive: those must agree).
+fn itoa_rlibs(world: &World, cache: &str) -> usize {
+    let snapshots: Vec<_> =
+        records(&world.dir.path().join(cache)).into_iter().filter(|r| r["target"] == "warm-state").collect();
+    assert_eq!(snapshots.len(), 2, "an exact key and today's alias");
+    assert_eq!(snapshots[0]["artifact_digest"], snapshots[1]["artifact_digest"]);
+    let files = snapshots[0]["files"].as_array().unwrap();
+    let rlib = |f: &&serde_json::Value| {
+        let path = f["path"].as_str().unwrap();
+        path.starts_with("target/debug/deps/libitoa-") && path.ends_with(".rlib")
+    };
+    files.iter().filter(rlib).count()
+}
+
+#[test]
+fn a_broken_sccache_on_path_warns_and_the_build_succeeds() {
+    let world = World::new();
+    let bin = world.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("sccache");
+    std::fs::write(&fake, "#!/bin/sh\necho 'sccache: broken on purpose' >&2\nexit 3\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let err = core(&world, "cache", "base", &[], &[("PATH", path.as_str())]);
+    assert_eq!(err.matches("does not work").count(), 1, "one warning: {err}");
+    assert!(err.contains(&format!("sccache at {} does not work", fake.display())), "{err}");
+}
+
+#[test]
+fn a_working_sccache_wraps_rustc_with_the_remote_mapped_onto_its_storage() {
+    let world = World::new();
+    let bin = world.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = world.dir.path().join("sccache-calls");
+    // A stand-in that works: probes succeed, compiles run the real rustc and are logged
+    // with the storage settings sccache would use.
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in --version|--start-server|--show-stats) exit 0;; esac\n\
+         echo \"bucket=$SCCACHE_BUCKET prefix=$SCCACHE_S3_KEY_PREFIX $*\" >> {}\nexec \"$@\"\n",
+        calls.display()
+    );
+    let fake = bin.join("sccache");
+    std::fs::write(&fake, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    // The S3 remote itself is unreachable (port 9): tbuild warns and builds locally.
+    let remote = ["--sccache", "always", "--remote", "s3://bucket/ci", "--s3-endpoint", "http://127.0.0.1:9"];
+    let env =
+        [("PATH", path.as_str()), ("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "x"), ("AWS_REGION", "x")];
+    let err = core(&world, "cache", "base", &remote, &env);
+    assert!(err.contains(&format!("compiling through sccache ({})", fake.display())), "{err}");
+    let calls = std::fs::read_to_string(calls).unwrap();
+    assert!(calls.lines().any(|l| l.contains("--crate-name tasker_ctl")), "{calls}");
+    assert!(calls.lines().all(|l| l.starts_with("bucket=bucket prefix=ci/sccache ")), "{calls}");
+}
