@@ -12,7 +12,7 @@ seconds=${1:-60}
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz@0.13.2
 fi
-targets=(archive_unpack action_record recipe_parse)
+targets=(archive_unpack action_record recipe_parse bundle_stage)
 cargo fuzz build -s none -O
 for target in "${targets[@]}"; do
   # Work on a copy of the corpus: new inputs found in CI are not committed by accident.
