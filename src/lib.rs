@@ -13,6 +13,7 @@ pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod error;
 pub mod explain;
 pub mod github;
@@ -35,8 +36,15 @@ use std::sync::Arc;
 pub use error::{Error, exit};
 
 /// Runs a parsed command line.
-pub fn run(cli: cli::Cli) -> Result<(), Error> {
+pub fn run(mut cli: cli::Cli) -> Result<(), Error> {
     let reporter = Arc::new(report::Reporter::new(cli.quiet));
+    // Only the commands that look entries up read the config file: a broken one must not
+    // stop `upstream check` or `cache ls`.
+    match &mut cli.command {
+        cli::Command::Core(args) => config::load()?.remote.apply(&mut args.remote),
+        cli::Command::Restore(args) => config::load()?.remote.apply(&mut args.remote),
+        _ => {}
+    }
     // Commands that need no cache dir do not create one.
     match &cli.command {
         cli::Command::Upstream(command) => return commands::upstream::run(command, &reporter),

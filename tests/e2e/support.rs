@@ -59,6 +59,9 @@ impl World {
         cmd.args(args)
             .env("TBUILD_CACHE_DIR", self.cache())
             .env_remove("TBUILD_CORE_REPO")
+            // A config file of the machine running the tests must not reach them.
+            .env_remove("TBUILD_CONFIG")
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config-home"))
             // Under GitHub Actions these are set for the test process too; tests set their own.
             .env_remove("GITHUB_ACTIONS")
             .env_remove("GITHUB_OUTPUT")
