@@ -222,6 +222,12 @@ mod tests {
     }
 
     #[test]
+    fn the_null_rev_is_forty_zeros_or_more() {
+        assert!(is_null_rev(&"0".repeat(40)) && is_null_rev(&"0".repeat(64)), "SHA-1 and SHA-256 repositories");
+        assert!(!is_null_rev("0000000") && !is_null_rev(&format!("{}1", "0".repeat(39))) && !is_null_rev(""));
+    }
+
+    #[test]
     fn a_rule_file_with_excludes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.toml");
