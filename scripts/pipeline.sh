@@ -102,8 +102,10 @@ step_unpack() {
   [[ $found == 1 ]] || die "no tasker-core-*.tar under $handoff"
 }
 
+# Each smoke test captures what the artifact printed before echoing it, so that a failing load
+# fails the step (an `echo "$(cmd)"` would succeed whatever cmd did).
 smoke_binaries() {
-  local dir=$1/tasker-core-binaries bin name missing
+  local dir=$1/tasker-core-binaries bin name missing out
   [[ -d $dir ]] || die "no $dir"
   for bin in "$dir"/*; do
     name=$(basename "$bin")
@@ -111,7 +113,8 @@ smoke_binaries() {
     missing=$(ldd "$bin" 2>/dev/null | grep 'not found' || true)
     [[ -z $missing ]] || die "$bin: libraries not found: $missing"
     if [[ -z ${SMOKE_RUN_BINARIES:-} || ,$SMOKE_RUN_BINARIES, == *,$name,* ]]; then
-      echo "smoke binaries: $(timeout 30 "$bin" --version | head -n1)"
+      out=$(timeout 30 "$bin" --version) || die "$bin --version failed (exit $?)"
+      echo "smoke binaries: ${out%%$'\n'*}"
     else
       echo "smoke binaries: $name is executable, its libraries resolve"
     fi
@@ -119,18 +122,19 @@ smoke_binaries() {
 }
 
 smoke_ruby() {
-  local so found=0
+  local so found=0 out
   while IFS= read -r -d '' so; do
     # Requiring the extension by path runs its Init_ function, as `require "tasker_core"` would.
-    echo "smoke ruby: $(ruby -e 'require ARGV[0]
-      puts(defined?(TaskerCore) && TaskerCore.respond_to?(:marker) ? TaskerCore.marker : "loaded #{File.basename(ARGV[0])}")' "$so")"
+    out=$(ruby -e 'require ARGV[0]
+      puts(defined?(TaskerCore) && TaskerCore.respond_to?(:marker) ? TaskerCore.marker : "loaded #{File.basename(ARGV[0])}")' "$so")
+    echo "smoke ruby: $out"
     found=1
   done < <(find "$1/tasker-core-ruby/lib" \( -name '*.so' -o -name '*.bundle' \) -print0)
   [[ $found == 1 ]] || die "no .so or .bundle under $1/tasker-core-ruby/lib"
 }
 
 smoke_python() {
-  local wheels=("$1"/tasker-core-python/wheels/*.whl) site module
+  local wheels=("$1"/tasker-core-python/wheels/*.whl) site module out
   [[ -f ${wheels[0]} ]] || die "no wheel in $1/tasker-core-python/wheels"
   # Installed with pip into a directory of its own (a venv would spend most of this step
   # bootstrapping pip), then imported from there alone.
@@ -143,24 +147,27 @@ names = [n for n in zipfile.ZipFile(sys.argv[1]).namelist() if ".dist-info/" not
 print(names[0].split("/")[0].split(".")[0])
 EOF
   )
-  echo "smoke python: $(PYTHONPATH=$site python3 -s -c 'import importlib, sys
+  out=$(PYTHONPATH=$site python3 -s -c 'import importlib, sys
 m = importlib.import_module(sys.argv[1])
 assert m.__file__.startswith(sys.argv[2]), f"{m.__file__} is not from the wheel"
-print(m.marker() if hasattr(m, "marker") else "imported " + sys.argv[1])' "$module" "$site")"
+print(m.marker() if hasattr(m, "marker") else "imported " + sys.argv[1])' "$module" "$site")
   rm -rf "$site"
+  echo "smoke python: $out"
 }
 
 smoke_typescript() {
-  local dir=$1/tasker-core-typescript node found=0
+  local dir=$1/tasker-core-typescript node found=0 out
   [[ -f $dir/package.json ]] || die "no $dir/package.json"
   while IFS= read -r -d '' node; do
-    echo "smoke typescript: $(bun -e 'const m = require(process.argv[1]); console.log(`loaded ${Object.keys(m).length} exports`)' "$node")"
+    out=$(bun -e 'const m = require(process.argv[1]); console.log(`loaded ${Object.keys(m).length} exports`)' "$node")
+    echo "smoke typescript: $out"
     found=1
   done < <(find "$dir" -maxdepth 1 -name '*.node' -print0)
   if [[ $found == 0 ]]; then
     # A bun FFI package: its entry point opens the shared library.
     [[ -f $dir/dist/index.js ]] || die "no .node and no dist/index.js in $dir"
-    echo "smoke typescript: $(bun "$dir/dist/index.js")"
+    out=$(bun "$dir/dist/index.js")
+    echo "smoke typescript: $out"
   fi
 }
 
@@ -274,7 +281,7 @@ run_local() {
   situation one-change "$change"
   situation full-hit "$change"
   echo >&2
-  column -t -s $'\t' "$REPORT" >&2
+  column -t -s $'\t' "$REPORT" >&2 || cat "$REPORT" >&2
 }
 
 case ${1:-run} in

@@ -149,6 +149,12 @@ fn the_pipeline_runs_every_phase_rebuilds_what_changed_and_hands_off_executables
         "{}",
         stderr(&lost)
     );
+    // And a binary that runs but fails fails the smoke test, whatever it printed.
+    std::fs::write(&ctl, "#!/bin/sh\necho tasker-ctl\nexit 3\n").unwrap();
+    std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let failing = pipeline(dir.path(), &["smoke", "binaries", artifacts.to_str().unwrap()], &[]);
+    assert_eq!(failing.status.code(), Some(1));
+    assert!(stderr(&failing).contains("tasker-ctl --version failed (exit 3)"), "{}", stderr(&failing));
 }
 
 #[test]
