@@ -16,8 +16,9 @@
 #                                       under DIR the way their users do, prints what they report
 # Step inputs (environment): CORE_SHA, SHA, RELEASE, CORE_REPO (default tbuild's, the public
 # tasker-core), CORE_RECIPE, CORE_TARGETS, TBUILD (default `tbuild`), RELEASE_TAG,
-# SMOKE_RUN_BINARIES (names to run; default all: the real tasker-server and tasker-worker
-# start servers, so PIPELINE_REPO runs only tasker-ctl).
+# SMOKE_RUN_BINARIES (the binaries the smoke test runs with --version, comma-separated, or
+# `all`; default tasker-ctl: the real tasker-server and tasker-worker take no arguments and
+# start servers; the others are checked for the execute bit and their libraries).
 #
 # Local run: `scripts/pipeline.sh` (no step) times every phase for three situations:
 #   cold         an empty cache dir (a new machine): fetch, build everything
@@ -25,8 +26,9 @@
 #   full-hit     the same commit again into a fresh out dir: everything restored, nothing built
 # and in each: resolve, restore/build, pack, then per test job of the workflow (rails, python,
 # typescript, rust) the hand-off of the folders it downloads (each tar copied without its
-# mode, as upload/download-artifact do) and its smoke tests. Default: a fixture (scripts/make-fixture.sh) from secure-only to python-only with
-# tests/fixture-recipe.toml. PIPELINE_REPO=<url or path> runs on a real tasker-core with the
+# mode, as upload/download-artifact do) and its smoke tests. Default: a fixture
+# (scripts/make-fixture.sh) from secure-only to python-only with tests/fixture-recipe.toml,
+# whose binaries all run (they print their build marker and exit). PIPELINE_REPO=<url or path> runs on a real tasker-core with the
 # built-in recipe (PIPELINE_COLD_REV, PIPELINE_CHANGE_REV: the two commits; PIPELINE_TARGETS
 # limits the targets). PIPELINE_WORK (default target/pipeline) holds the cache, the outs and
 # report.tsv: situation, phase, seconds, detail.
@@ -112,7 +114,7 @@ smoke_binaries() {
     [[ -x $bin ]] || die "$bin is not executable (the execute bit was lost in the hand-off)"
     missing=$(ldd "$bin" 2>/dev/null | grep 'not found' || true)
     [[ -z $missing ]] || die "$bin: libraries not found: $missing"
-    if [[ -z ${SMOKE_RUN_BINARIES:-} || ,$SMOKE_RUN_BINARIES, == *,$name,* ]]; then
+    if [[ ${SMOKE_RUN_BINARIES:=tasker-ctl} == all || ,$SMOKE_RUN_BINARIES, == *,$name,* ]]; then
       out=$(timeout 30 "$bin" --version) || die "$bin --version failed (exit $?)"
       echo "smoke binaries: ${out%%$'\n'*}"
     else
@@ -258,9 +260,8 @@ run_local() {
     CORE_REPO=$PIPELINE_REPO
     cold=${PIPELINE_COLD_REV:?with PIPELINE_REPO, give PIPELINE_COLD_REV and PIPELINE_CHANGE_REV}
     change=${PIPELINE_CHANGE_REV:?with PIPELINE_REPO, give PIPELINE_CHANGE_REV}
-    SMOKE_RUN_BINARIES=${SMOKE_RUN_BINARIES:-tasker-ctl}
-    export SMOKE_RUN_BINARIES
   else
+    export SMOKE_RUN_BINARIES=${SMOKE_RUN_BINARIES:-all}
     CORE_REPO=$WORK/fixture
     CORE_RECIPE=$root/tests/fixture-recipe.toml
     export CORE_RECIPE
