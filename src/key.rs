@@ -10,7 +10,9 @@
 //!    features, profile, globs, outputs, artifact dir): a different build is a different key.
 //!    Recipe-wide `env` is merged in; it is data the build sees.
 //! 3. `toolchain` = the version output of every tool the kind runs (`rustc -vV` holds the host
-//!    triple and LLVM version, `cargo -V`, `ruby -v`, ...).
+//!    triple and LLVM version, `cargo -V`, `ruby -v`, ...), probed or taken from the
+//!    toolchain memo, which is trusted only while the executable and what selects its version
+//!    are unchanged ([`crate::toolchain_memo`]).
 //! 4. `env` = `NAME=value` (or `NAME` unset) for each variable the recipe's `key_env` names plus
 //!    the rustc-affecting defaults ([`crate::recipe::DEFAULT_KEY_ENV`]), sorted by name.
 //! 5. `file` = path, git mode (100644/100755) and blake3 of the content, or `link` = path and

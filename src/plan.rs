@@ -11,6 +11,7 @@ use crate::recipe::WorkspaceGraph;
 use crate::recipe::{Found, Recipe, RecipeSource, Target, builtin_recipe, find_recipe, workspace_graph};
 use crate::source::Tree;
 use crate::toolchain;
+use crate::toolchain_memo::ToolMemo;
 
 /// A target ready to be looked up: its resolved recipe and its key.
 #[derive(Debug, Clone)]
@@ -46,15 +47,17 @@ pub fn recipe_and_workspace(
 }
 
 /// Plans every target of `recipe` over `tree`. The toolchains of all targets are probed
-/// first, so a missing tool is reported before anything else happens.
+/// first (or taken from the cache's toolchain memo), so a missing tool is reported before
+/// anything else happens.
 pub fn plan(
     tree: &Tree,
     recipe: &Recipe,
     graph: Option<&WorkspaceGraph>,
     memo: &mut BlobDigestMemo,
+    cache: &LocalCache,
 ) -> Result<Vec<PlannedTarget>, Error> {
     let resolved: Vec<Target> = recipe.targets.iter().map(|t| t.resolved(recipe)).collect();
-    let fingerprints = toolchain::probe(&resolved)?;
+    let fingerprints = toolchain::probe(&resolved, &mut ToolMemo::open(cache))?;
     plan_with(tree, recipe, graph, memo, &fingerprints)
 }
 

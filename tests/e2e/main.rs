@@ -29,6 +29,7 @@ mod remote_hostile;
 mod remote_servers;
 mod soak;
 mod timings;
+mod toolchain_memo;
 mod torture;
 mod upstream;
 mod warm_state;
