@@ -87,7 +87,11 @@ pub fn plan_with(
             })
             .collect();
         let toolchain = toolchain::target_fingerprint(&target, fingerprints);
-        let key = derive_key(tree, &inputs, &target, &toolchain, &key_env, memo)?;
+        let slices = match graph {
+            Some(graph) => crate::recipe::lock_slice::target_slices(tree, graph, &target)?,
+            None => BTreeMap::new(),
+        };
+        let key = derive_key(tree, &inputs, &target, &toolchain, &key_env, &slices, memo)?;
         planned.push(PlannedTarget { target, key: key.key, inputs: key.inputs, toolchain, key_env });
     }
     Ok(planned)

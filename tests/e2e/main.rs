@@ -20,6 +20,7 @@ mod keys;
 mod languages;
 mod link_mode;
 mod local;
+mod lock_slices;
 mod maintenance;
 mod recipes;
 mod release;
