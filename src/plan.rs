@@ -76,6 +76,11 @@ pub fn plan_with(
         .map(|target| select_inputs(tree.entries(), graph, recipe, target))
         .collect::<Result<Vec<_>, _>>()?;
     tree.digest_ahead(selected.iter().flatten(), memo)?;
+    // Cargo.lock and the root manifest are parsed once per tree, sliced per target.
+    let mut workspace_files = match graph {
+        Some(_) => Some(crate::recipe::lock_slice::WorkspaceFiles::read(tree)?),
+        None => None,
+    };
     let mut planned = Vec::with_capacity(resolved.len());
     for (target, inputs) in resolved.into_iter().zip(selected) {
         let key_env: Vec<(String, Option<String>)> = target
@@ -87,9 +92,9 @@ pub fn plan_with(
             })
             .collect();
         let toolchain = toolchain::target_fingerprint(&target, fingerprints);
-        let slices = match graph {
-            Some(graph) => crate::recipe::lock_slice::target_slices(tree, graph, &target)?,
-            None => BTreeMap::new(),
+        let slices = match (graph, &mut workspace_files) {
+            (Some(graph), Some(files)) => files.target_slices(tree, graph, &target)?,
+            _ => BTreeMap::new(),
         };
         let key = derive_key(tree, &inputs, &target, &toolchain, &key_env, &slices, memo)?;
         planned.push(PlannedTarget { target, key: key.key, inputs: key.inputs, toolchain, key_env });

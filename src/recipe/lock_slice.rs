@@ -36,47 +36,72 @@ pub struct MemberDeps {
     pub inherited: BTreeSet<String>,
 }
 
-/// The bytes that stand for `Cargo.lock` and the root `Cargo.toml` in `target`'s key (see
-/// the module doc), by path; a path missing here enters whole. Only for targets that name
-/// packages: their build is cargo's, and the graph says what it reads.
-pub fn target_slices(
-    tree: &Tree,
-    graph: &WorkspaceGraph,
-    target: &Target,
-) -> Result<BTreeMap<String, Vec<u8>>, SourceError> {
-    let mut slices = BTreeMap::new();
-    let is_file = |path: &str| matches!(tree.entries().get(path), Some(Entry::File { .. }));
-    if target.packages.is_empty() || !is_file("Cargo.toml") {
-        return Ok(slices);
+/// The workspace-wide files of one tree, parsed once for all its targets.
+pub struct WorkspaceFiles {
+    /// The root manifest, if it is a file.
+    root: Option<String>,
+    workspace_deps: Table,
+    /// `None`: no `Cargo.lock`, or one that cannot be sliced.
+    lock: Option<ParsedLock>,
+    /// Member manifest path -> what it builds with (`None`: absent or unparsable).
+    members: BTreeMap<String, Option<MemberDeps>>,
+}
+
+impl WorkspaceFiles {
+    pub fn read(tree: &Tree) -> Result<WorkspaceFiles, SourceError> {
+        let is_file = |path: &str| matches!(tree.entries().get(path), Some(Entry::File { .. }));
+        let text = |path: &str| -> Result<Option<String>, SourceError> {
+            Ok(if is_file(path) { Some(String::from_utf8_lossy(&tree.read(path)?).into_owned()) } else { None })
+        };
+        let root = text("Cargo.toml")?;
+        let workspace_deps = root.as_deref().map(workspace_deps).unwrap_or_default();
+        let lock = text("Cargo.lock")?.as_deref().and_then(ParsedLock::parse);
+        Ok(WorkspaceFiles { root, workspace_deps, lock, members: BTreeMap::new() })
     }
-    let root = String::from_utf8_lossy(&tree.read("Cargo.toml")?).into_owned();
-    let workspace_deps = workspace_deps(&root);
-    let (named, packages_named) = command_packages(&target.commands);
-    let roots: Vec<String> =
-        target.packages.iter().chain(named.iter().filter(|p| graph.packages.contains_key(*p))).cloned().collect();
-    let Ok(dirs) = graph.closure(&target.name, &roots) else { return Ok(slices) };
-    let mut members = BTreeMap::new();
-    for (name, package) in graph.packages.iter().filter(|(_, p)| dirs.contains(&p.dir)) {
-        let manifest =
-            if package.dir.is_empty() { "Cargo.toml".to_string() } else { format!("{}/Cargo.toml", package.dir) };
-        if !is_file(&manifest) {
+
+    /// The bytes that stand for `Cargo.lock` and the root `Cargo.toml` in `target`'s key
+    /// (see the module doc), by path; a path missing here enters whole. Only for targets
+    /// that name packages: their build is cargo's, and the graph says what it reads.
+    pub fn target_slices(
+        &mut self,
+        tree: &Tree,
+        graph: &WorkspaceGraph,
+        target: &Target,
+    ) -> Result<BTreeMap<String, Vec<u8>>, SourceError> {
+        let mut slices = BTreeMap::new();
+        let Some(root) = &self.root else { return Ok(slices) };
+        if target.packages.is_empty() {
             return Ok(slices);
         }
-        let Some(deps) = member_deps(&String::from_utf8_lossy(&tree.read(&manifest)?), &workspace_deps) else {
-            return Ok(slices);
-        };
-        members.insert(name.clone(), deps);
+        let (named, packages_named) = command_packages(&target.commands);
+        let roots: Vec<String> =
+            target.packages.iter().chain(named.iter().filter(|p| graph.packages.contains_key(*p))).cloned().collect();
+        let Ok(dirs) = graph.closure(&target.name, &roots) else { return Ok(slices) };
+        let mut members = BTreeMap::new();
+        for (name, package) in graph.packages.iter().filter(|(_, p)| dirs.contains(&p.dir)) {
+            let manifest =
+                if package.dir.is_empty() { "Cargo.toml".to_string() } else { format!("{}/Cargo.toml", package.dir) };
+            if !self.members.contains_key(&manifest) {
+                let deps = match tree.entries().get(&manifest) {
+                    Some(Entry::File { .. }) => {
+                        member_deps(&String::from_utf8_lossy(&tree.read(&manifest)?), &self.workspace_deps)
+                    }
+                    _ => None,
+                };
+                self.members.insert(manifest.clone(), deps);
+            }
+            let Some(deps) = &self.members[&manifest] else { return Ok(slices) };
+            members.insert(name.clone(), deps.clone());
+        }
+        let inherited: BTreeSet<String> = members.values().flat_map(|m| m.inherited.iter().cloned()).collect();
+        if let Some(slice) = root_manifest_slice(root, &inherited, packages_named) {
+            slices.insert("Cargo.toml".to_string(), slice);
+        }
+        if let Some(slice) = self.lock.as_ref().and_then(|lock| lock.slice(&members)) {
+            slices.insert("Cargo.lock".to_string(), slice);
+        }
+        Ok(slices)
     }
-    let inherited: BTreeSet<String> = members.values().flat_map(|m| m.inherited.iter().cloned()).collect();
-    if let Some(slice) = root_manifest_slice(&root, &inherited, packages_named) {
-        slices.insert("Cargo.toml".to_string(), slice);
-    }
-    if is_file("Cargo.lock")
-        && let Some(slice) = lock_slice(&String::from_utf8_lossy(&tree.read("Cargo.lock")?), &members)
-    {
-        slices.insert("Cargo.lock".to_string(), slice);
-    }
-    Ok(slices)
 }
 
 /// The manifests a target's build reads besides its closure's: those of every package its
@@ -133,110 +158,148 @@ struct LockEntry {
     name: String,
     version: String,
     source: Option<String>,
-    /// The entry as written, for the slice.
+    /// The entry as written, for a member's slice (its edges are cut).
     value: Value,
+    /// The entry's canonical text, for everything else.
+    canonical: String,
     deps: Vec<String>,
 }
 
-/// The lock entries reachable from `members` (workspace member name -> what it builds
-/// with), as canonical bytes; `None` when the lock cannot be sliced with certainty.
-pub fn lock_slice(lock: &str, members: &BTreeMap<String, MemberDeps>) -> Option<Vec<u8>> {
-    let mut table: Table = lock.parse().ok()?;
-    let packages = match table.remove("package") {
-        Some(Value::Array(packages)) => packages,
-        None => Vec::new(),
-        Some(_) => return None,
-    };
-    let mut entries = Vec::with_capacity(packages.len());
-    for value in packages {
-        let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
-        let deps = match value.get("dependencies") {
-            Some(Value::Array(deps)) => deps.iter().map(|d| d.as_str().map(str::to_string)).collect::<Option<_>>()?,
+/// A `Cargo.lock`, parsed once per tree and sliced per target.
+#[derive(Debug)]
+pub struct ParsedLock {
+    /// `version`, `metadata` (checksums of format 1 locks), `patch`: canonical, whole.
+    other: String,
+    entries: Vec<LockEntry>,
+    by_name: BTreeMap<String, Vec<usize>>,
+}
+
+impl ParsedLock {
+    /// `None` when the lock does not parse as cargo writes it.
+    pub fn parse(lock: &str) -> Option<ParsedLock> {
+        let mut table: Table = lock.parse().ok()?;
+        let packages = match table.remove("package") {
+            Some(Value::Array(packages)) => packages,
             None => Vec::new(),
             Some(_) => return None,
         };
-        entries.push(LockEntry {
-            name: field("name")?,
-            version: field("version")?,
-            source: field("source"),
-            value,
-            deps,
-        });
+        let mut entries = Vec::with_capacity(packages.len());
+        for value in packages {
+            let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
+            let deps = match value.get("dependencies") {
+                Some(Value::Array(deps)) => {
+                    deps.iter().map(|d| d.as_str().map(str::to_string)).collect::<Option<_>>()?
+                }
+                None => Vec::new(),
+                Some(_) => return None,
+            };
+            let canonical = canonical_entry(value.clone())?;
+            entries.push(LockEntry {
+                name: field("name")?,
+                version: field("version")?,
+                source: field("source"),
+                value,
+                canonical,
+                deps,
+            });
+        }
+        let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, entry) in entries.iter().enumerate() {
+            by_name.entry(entry.name.clone()).or_default().push(i);
+        }
+        Some(ParsedLock { other: toml::to_string(&table).ok()?, entries, by_name })
     }
-    let mut by_name: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, entry) in entries.iter().enumerate() {
-        by_name.entry(entry.name.as_str()).or_default().push(i);
-    }
-    // An edge is `name`, `name version` or `name version (source)`.
-    let resolve = |edge: &str| -> Option<usize> {
+
+    /// An edge is `name`, `name version` or `name version (source)`; `None` unless exactly
+    /// one entry matches.
+    fn resolve(&self, edge: &str) -> Option<usize> {
         let mut parts = edge.splitn(3, ' ');
         let name = parts.next()?;
         let version = parts.next();
         let source = parts.next().map(|s| s.trim_start_matches('(').trim_end_matches(')'));
-        let candidates: Vec<usize> = by_name
+        let candidates: Vec<usize> = self
+            .by_name
             .get(name)?
             .iter()
             .copied()
-            .filter(|&i| version.is_none_or(|v| entries[i].version == v))
-            .filter(|&i| source.is_none_or(|s| entries[i].source.as_deref() == Some(s)))
+            .filter(|&i| version.is_none_or(|v| self.entries[i].version == v))
+            .filter(|&i| source.is_none_or(|s| self.entries[i].source.as_deref() == Some(s)))
             .collect();
         (candidates.len() == 1).then(|| candidates[0])
-    };
-
-    let mut reached = BTreeSet::new();
-    // A member's entry enters with the edges followed, so a dev-dependency edge changes nothing.
-    let mut member_edges: BTreeMap<usize, Vec<Value>> = BTreeMap::new();
-    let mut pending = Vec::new();
-    for name in members.keys() {
-        let local: Vec<usize> = by_name
-            .get(name.as_str())
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|&i| entries[i].source.is_none())
-            .collect();
-        // A member without a lock entry (a lock older than the member): no certainty.
-        if local.len() != 1 {
-            return None;
-        }
-        pending.push(local[0]);
     }
-    while let Some(i) = pending.pop() {
-        if !reached.insert(i) {
-            continue;
+
+    /// The entries reachable from `members` (workspace member name -> what it builds with),
+    /// as canonical bytes; `None` when the slice cannot be made with certainty.
+    pub fn slice(&self, members: &BTreeMap<String, MemberDeps>) -> Option<Vec<u8>> {
+        let entries = &self.entries;
+        let mut reached = BTreeSet::new();
+        // A member's entry enters with the edges followed, so a dev-dependency edge changes nothing.
+        let mut member_edges: BTreeMap<usize, Vec<Value>> = BTreeMap::new();
+        let mut pending = Vec::new();
+        for name in members.keys() {
+            let local: Vec<usize> = self
+                .by_name
+                .get(name.as_str())
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|&i| entries[i].source.is_none())
+                .collect();
+            // A member without a lock entry (a lock older than the member): no certainty.
+            if local.len() != 1 {
+                return None;
+            }
+            pending.push(local[0]);
         }
-        let entry = &entries[i];
-        let member = entry.source.is_none().then(|| members.get(&entry.name)).flatten();
-        for edge in &entry.deps {
-            let name = edge.split(' ').next().unwrap_or(edge);
-            if let Some(member) = member {
-                if !member.packages.contains(name) {
-                    continue;
+        while let Some(i) = pending.pop() {
+            if !reached.insert(i) {
+                continue;
+            }
+            let entry = &entries[i];
+            let member = entry.source.is_none().then(|| members.get(&entry.name)).flatten();
+            for edge in &entry.deps {
+                let name = edge.split(' ').next().unwrap_or(edge);
+                if let Some(member) = member {
+                    if !member.packages.contains(name) {
+                        continue;
+                    }
+                    member_edges.entry(i).or_default().push(Value::String(edge.clone()));
                 }
-                member_edges.entry(i).or_default().push(Value::String(edge.clone()));
+                pending.push(self.resolve(edge)?);
             }
-            pending.push(resolve(edge)?);
         }
-    }
 
-    let mut out = format!("{SLICE_FORMAT} Cargo.lock\n").into_bytes();
-    // `version`, `metadata` (checksums of format 1 locks), `patch`: whole, canonically.
-    out.extend(toml::to_string(&table).ok()?.into_bytes());
-    for i in reached {
-        let mut one = Table::new();
-        let mut value = entries[i].value.clone();
-        let is_member = entries[i].source.is_none() && members.contains_key(&entries[i].name);
-        if let (Some(table), true) = (value.as_table_mut(), is_member) {
-            table.remove("dependencies");
-            if let Some(edges) = member_edges.remove(&i) {
-                table.insert("dependencies".into(), Value::Array(edges));
+        let mut out = format!("{SLICE_FORMAT} Cargo.lock\n").into_bytes();
+        out.extend(self.other.as_bytes());
+        for i in reached {
+            out.extend(b"\n");
+            let is_member = entries[i].source.is_none() && members.contains_key(&entries[i].name);
+            if is_member {
+                let mut value = entries[i].value.clone();
+                if let Some(table) = value.as_table_mut() {
+                    table.remove("dependencies");
+                    if let Some(edges) = member_edges.remove(&i) {
+                        table.insert("dependencies".into(), Value::Array(edges));
+                    }
+                }
+                out.extend(canonical_entry(value)?.into_bytes());
+            } else {
+                out.extend(entries[i].canonical.as_bytes());
             }
         }
-        one.insert("package".into(), Value::Array(vec![value]));
-        out.extend(b"\n");
-        out.extend(toml::to_string(&one).ok()?.into_bytes());
+        Some(out)
     }
-    Some(out)
+}
+
+fn canonical_entry(value: Value) -> Option<String> {
+    let mut one = Table::new();
+    one.insert("package".into(), Value::Array(vec![value]));
+    toml::to_string(&one).ok()
+}
+
+/// [`ParsedLock::slice`] of a lock's text.
+pub fn lock_slice(lock: &str, members: &BTreeMap<String, MemberDeps>) -> Option<Vec<u8>> {
+    ParsedLock::parse(lock)?.slice(members)
 }
 
 /// The parts of a virtual workspace's root manifest that can change a build of the closure
