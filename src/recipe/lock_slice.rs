@@ -18,6 +18,7 @@
 //! wrong slice is worse than no slice.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use toml::{Table, Value};
 
@@ -36,13 +37,18 @@ pub struct MemberDeps {
     pub inherited: BTreeSet<String>,
 }
 
+/// The last lock parsed in this process, by git blob id (which names its content):
+/// consecutive commits of a `key --range` mostly share their lock, and parsing it is most of
+/// the cost of slicing.
+static LAST_LOCK: Mutex<Option<(git2::Oid, Option<Arc<ParsedLock>>)>> = Mutex::new(None);
+
 /// The workspace-wide files of one tree, parsed once for all its targets.
 pub struct WorkspaceFiles {
     /// The root manifest, if it is a file.
     root: Option<String>,
     workspace_deps: Table,
     /// `None`: no `Cargo.lock`, or one that cannot be sliced.
-    lock: Option<ParsedLock>,
+    lock: Option<Arc<ParsedLock>>,
     /// Member manifest path -> what it builds with (`None`: absent or unparsable).
     members: BTreeMap<String, Option<MemberDeps>>,
 }
@@ -55,7 +61,23 @@ impl WorkspaceFiles {
         };
         let root = text("Cargo.toml")?;
         let workspace_deps = root.as_deref().map(workspace_deps).unwrap_or_default();
-        let lock = text("Cargo.lock")?.as_deref().and_then(ParsedLock::parse);
+        let parse = || -> Result<Option<Arc<ParsedLock>>, SourceError> {
+            Ok(text("Cargo.lock")?.as_deref().and_then(ParsedLock::parse).map(Arc::new))
+        };
+        let lock = match tree.entries().get("Cargo.lock") {
+            Some(Entry::File { blob: Some(id), .. }) => {
+                let mut last = LAST_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                match &*last {
+                    Some((known, parsed)) if known == id => parsed.clone(),
+                    _ => {
+                        let parsed = parse()?;
+                        *last = Some((*id, parsed.clone()));
+                        parsed
+                    }
+                }
+            }
+            _ => parse()?,
+        };
         Ok(WorkspaceFiles { root, workspace_deps, lock, members: BTreeMap::new() })
     }
 
