@@ -33,6 +33,16 @@
 #   era-workers-python  as era-workers-early plus workers/python (tasker-worker-py)
 #   era-unknown         a single-crate repository (tasker-core-rs): Cargo.toml,
 #                       src/lib.rs and README.md only
+#
+# Lock-slice branch lock-slices on main (each commit tagged; keyed, never built):
+#   slice-base        tasker-shared gains a build-dependency and an inherited workspace
+#                     dependency, tasker-worker a cfg(unix) one, tasker-pgmq a
+#                     dev-dependency, tasker-py a normal one (all slice-*, fake lock entries)
+#   slice-outside     bumps tasker-py's and the dev-dependency, and an unused entry of
+#                     [workspace.dependencies]
+#   slice-build-dep   bumps the build-dependency
+#   slice-target-dep  bumps the cfg(unix) dependency
+#   slice-feature     one more feature of the inherited workspace dependency (no lock change)
 # The work tree is left on main.
 #
 # Commits are deterministic: fixed identities and dates, no signing, no hooks, no
@@ -1269,6 +1279,88 @@ publish = false
 EOF
 era_lib . tasker-core-rs
 commit era-unknown "era: a single-crate repository"
+
+# ---------------------------------------------------------------------------
+# lock-slice history (side branch lock-slices on main; keyed by the tests, never built:
+# its slice-* dependencies are not on crates.io, their checksums are made up)
+# ---------------------------------------------------------------------------
+
+# bump_lock NAME FROM TO: changes the version of lock entry NAME.
+bump_lock() {
+  replace Cargo.lock "name = \"$1\"
+version = \"$2\"" "name = \"$1\"
+version = \"$3\""
+}
+
+g checkout -q -b lock-slices main
+cat >>Cargo.toml <<'EOF'
+
+[workspace.dependencies]
+slice-ws = { version = "1", features = ["a"] }
+slice-ws-unused = "1"
+EOF
+cat >>crates/tasker-shared/Cargo.toml <<'EOF'
+slice-ws.workspace = true
+
+[build-dependencies]
+slice-build = "1"
+EOF
+cat >>crates/tasker-worker/Cargo.toml <<'EOF'
+
+[target.'cfg(unix)'.dependencies]
+slice-unix = "1"
+EOF
+cat >>crates/tasker-pgmq/Cargo.toml <<'EOF'
+
+[dev-dependencies]
+slice-dev = "1"
+EOF
+echo 'slice-py = "1"' >>crates/tasker-py/Cargo.toml
+replace Cargo.lock 'name = "tasker-shared"
+version = "0.1.0"
+dependencies = [
+ "itoa",' 'name = "tasker-shared"
+version = "0.1.0"
+dependencies = [
+ "itoa",
+ "slice-build",
+ "slice-ws",'
+replace Cargo.lock 'name = "tasker-pgmq"
+version = "0.1.0"' 'name = "tasker-pgmq"
+version = "0.1.0"
+dependencies = [
+ "slice-dev",
+]'
+replace Cargo.lock ' "tasker-shared",
+]
+
+[[package]]
+name = "unicode-ident"' ' "tasker-shared",
+ "slice-unix",
+]
+
+[[package]]
+name = "unicode-ident"'
+replace Cargo.lock ' "pyo3",' ' "pyo3",
+ "slice-py",'
+for crate in slice-build slice-dev slice-py slice-unix slice-ws; do
+  printf '\n[[package]]\nname = "%s"\nversion = "1.0.0"\nsource = "registry+https://github.com/rust-lang/crates.io-index"\nchecksum = "%064d"\n' "$crate" 0 >>Cargo.lock
+done
+commit slice-base "lock slices: dependencies of every kind"
+
+bump_lock slice-py 1.0.0 1.0.1
+bump_lock slice-dev 1.0.0 1.0.1
+replace Cargo.toml 'slice-ws-unused = "1"' 'slice-ws-unused = "2"'
+commit slice-outside "deps: bump tasker-py's and a dev-dependency; an unused workspace dependency"
+
+bump_lock slice-build 1.0.0 1.0.1
+commit slice-build-dep "deps: bump tasker-shared's build-dependency"
+
+bump_lock slice-unix 1.0.0 1.0.1
+commit slice-target-dep "deps: bump tasker-worker's unix-only dependency"
+
+replace Cargo.toml 'features = ["a"]' 'features = ["a", "b"]'
+commit slice-feature "deps: one more feature of a workspace dependency"
 
 g checkout -q main
 

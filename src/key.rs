@@ -10,7 +10,9 @@
 //!    features, profile, globs, outputs, artifact dir): a different build is a different key.
 //!    Recipe-wide `env` is merged in; it is data the build sees.
 //! 3. `toolchain` = the version output of every tool the kind runs (`rustc -vV` holds the host
-//!    triple and LLVM version, `cargo -V`, `ruby -v`, ...).
+//!    triple and LLVM version, `cargo -V`, `ruby -v`, ...), probed or taken from the
+//!    toolchain memo, which is trusted only while the executable and what selects its version
+//!    are unchanged ([`crate::toolchain_memo`]).
 //! 4. `env` = `NAME=value` (or `NAME` unset) for each variable the recipe's `key_env` names plus
 //!    the rustc-affecting defaults ([`crate::recipe::DEFAULT_KEY_ENV`]), sorted by name.
 //! 5. `file` = path, git mode (100644/100755) and blake3 of the content, or `link` = path and
@@ -25,6 +27,22 @@
 //! crate, plus the target's `inputs` globs, minus its `exclude` globs. Symlinks are inputs
 //! themselves (by target) and, when they point inside the repository, what they point to is
 //! added too, so `crates/tasker-shared/proto -> ../../proto` brings `proto/`.
+//!
+//! Two inputs enter as per-target slices rather than byte for byte, so that a dependency
+//! bump elsewhere in the workspace leaves a target's key alone
+//! ([`crate::recipe::lock_slice`]): `Cargo.lock` as the lock entries of the target's resolved
+//! closure (from the workspace members its cargo commands build, `-p` packages included
+//! because their features unify with the target's, along the lock's own edges, which cargo
+//! resolves for every feature and platform; a member's edges cut to its normal and build
+//! dependencies), and a virtual workspace's root `Cargo.toml` with `[workspace.dependencies]`
+//! cut to the entries those members inherit (and `members`/`exclude` dropped when every
+//! cargo command names its packages). Profiles, `[patch]`, `[replace]`, `workspace.package`,
+//! `workspace.lints` and anything unknown stay. Of the other crate manifests, only those of
+//! the closure and of the `-p` packages' closures are inputs. When a slice cannot be made with
+//! certainty (an edge naming no entry, a member missing from the lock, a root that is a
+//! package, a file that does not parse), the whole file enters: a wrong slice is worse than
+//! none. A slice enters as the `file` field of its path with the blake3 of the slice's
+//! canonical bytes as content.
 //!
 //! Kept out on purpose: mtimes, absolute paths (the cache dir, the checkout dir, `$HOME`), the
 //! commit SHA (two commits with the same inputs share artifacts: that is the point), where
@@ -41,7 +59,7 @@ use crate::recipe::{DEFAULT_GLOBAL_INPUTS, Recipe, RecipeError, Target, Workspac
 use crate::source::{Entry, SourceError, Tree};
 
 /// Version of the key derivation. Bump it whenever anything in the module doc changes.
-pub const KEY_VERSION: u32 = 1;
+pub const KEY_VERSION: u32 = 2;
 
 /// One input as it entered the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,6 +84,7 @@ pub fn derive_key(
     target: &Target,
     toolchain: &str,
     key_env: &[(String, Option<String>)],
+    slices: &BTreeMap<String, Vec<u8>>,
     memo: &mut BlobDigestMemo,
 ) -> Result<TargetKey, SourceError> {
     let mut hasher = KeyHasher::new();
@@ -82,6 +101,7 @@ pub fn derive_key(
     for path in inputs {
         let entry = &tree.entries()[path];
         let content = match entry {
+            Entry::File { .. } if slices.contains_key(path) => blake3::hash(&slices[path]).to_hex().to_string(),
             Entry::File { .. } => tree.digest(path, memo)?.to_hex().to_string(),
             Entry::Symlink { target } => target.clone(),
         };
@@ -143,6 +163,11 @@ pub fn select_inputs(
         })?;
         let members = graph.member_dirs();
         let crate_exclude = glob_set(target.crate_exclude.iter().flatten().map(String::as_str))?;
+        for manifest in crate::recipe::lock_slice::command_manifests(graph, target) {
+            if entries.contains_key(&manifest) {
+                selected.insert(manifest);
+            }
+        }
         for dir in graph.closure(&target.name, &target.packages)? {
             let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
             let nested: Vec<String> =

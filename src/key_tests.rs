@@ -129,7 +129,7 @@ fn a_bad_glob_is_a_recipe_error() {
 fn key_of(dir: &std::path::Path, t: &Target, toolchain: &str, env: &[(String, Option<String>)]) -> String {
     let tree = Tree::from_dir(dir.to_path_buf()).unwrap();
     let inputs: BTreeSet<String> = tree.entries().keys().cloned().collect();
-    derive_key(&tree, &inputs, t, toolchain, env, &mut BlobDigestMemo::in_memory()).unwrap().key
+    derive_key(&tree, &inputs, t, toolchain, env, &BTreeMap::new(), &mut BlobDigestMemo::in_memory()).unwrap().key
 }
 
 #[test]

@@ -27,6 +27,7 @@ pub mod report;
 pub mod source;
 pub mod timings;
 pub mod toolchain;
+pub mod toolchain_memo;
 pub mod units;
 pub mod upstream;
 pub mod warm;

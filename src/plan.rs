@@ -11,6 +11,7 @@ use crate::recipe::WorkspaceGraph;
 use crate::recipe::{Found, Recipe, RecipeSource, Target, builtin_recipe, find_recipe, workspace_graph};
 use crate::source::Tree;
 use crate::toolchain;
+use crate::toolchain_memo::ToolMemo;
 
 /// A target ready to be looked up: its resolved recipe and its key.
 #[derive(Debug, Clone)]
@@ -46,15 +47,17 @@ pub fn recipe_and_workspace(
 }
 
 /// Plans every target of `recipe` over `tree`. The toolchains of all targets are probed
-/// first, so a missing tool is reported before anything else happens.
+/// first (or taken from the cache's toolchain memo), so a missing tool is reported before
+/// anything else happens.
 pub fn plan(
     tree: &Tree,
     recipe: &Recipe,
     graph: Option<&WorkspaceGraph>,
     memo: &mut BlobDigestMemo,
+    cache: &LocalCache,
 ) -> Result<Vec<PlannedTarget>, Error> {
     let resolved: Vec<Target> = recipe.targets.iter().map(|t| t.resolved(recipe)).collect();
-    let fingerprints = toolchain::probe(&resolved)?;
+    let fingerprints = toolchain::probe(&resolved, &mut ToolMemo::open(cache))?;
     plan_with(tree, recipe, graph, memo, &fingerprints)
 }
 
@@ -73,6 +76,11 @@ pub fn plan_with(
         .map(|target| select_inputs(tree.entries(), graph, recipe, target))
         .collect::<Result<Vec<_>, _>>()?;
     tree.digest_ahead(selected.iter().flatten(), memo)?;
+    // Cargo.lock and the root manifest are parsed once per tree, sliced per target.
+    let mut workspace_files = match graph {
+        Some(_) => Some(crate::recipe::lock_slice::WorkspaceFiles::read(tree)?),
+        None => None,
+    };
     let mut planned = Vec::with_capacity(resolved.len());
     for (target, inputs) in resolved.into_iter().zip(selected) {
         let key_env: Vec<(String, Option<String>)> = target
@@ -84,7 +92,11 @@ pub fn plan_with(
             })
             .collect();
         let toolchain = toolchain::target_fingerprint(&target, fingerprints);
-        let key = derive_key(tree, &inputs, &target, &toolchain, &key_env, memo)?;
+        let slices = match (graph, &mut workspace_files) {
+            (Some(graph), Some(files)) => files.target_slices(tree, graph, &target)?,
+            _ => BTreeMap::new(),
+        };
+        let key = derive_key(tree, &inputs, &target, &toolchain, &key_env, &slices, memo)?;
         planned.push(PlannedTarget { target, key: key.key, inputs: key.inputs, toolchain, key_env });
     }
     Ok(planned)

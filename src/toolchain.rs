@@ -1,12 +1,14 @@
 //! The tools each target kind runs: finding them on PATH before anything is built, their
 //! install hints when they are missing, and the version fingerprint that goes into keys
-//! (a new compiler must not restore artifacts built by the old one).
+//! (a new compiler must not restore artifacts built by the old one). Fingerprints are
+//! memoised per resolved executable and what selects its version ([`crate::toolchain_memo`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::recipe::{Kind, Target};
+use crate::toolchain_memo::{self, ToolMemo};
 
 /// Tools a target needs, in the order their fingerprints enter its key: those of its kind
 /// (every kind but `command` builds Rust), then the recipe's `tools`.
@@ -27,9 +29,10 @@ pub fn required_tools(target: &Target) -> Vec<String> {
     tools
 }
 
-/// The fingerprints of every tool the given targets need, each probed once. All missing
-/// tools are reported together, before any build starts.
-pub fn probe(targets: &[Target]) -> Result<BTreeMap<String, String>, ToolchainError> {
+/// The fingerprints of every tool the given targets need, each probed once, or taken from
+/// `memo` while nothing that selects its version changed (see [`crate::toolchain_memo`]).
+/// All missing tools are reported together, before any build starts.
+pub fn probe(targets: &[Target], memo: &mut ToolMemo) -> Result<BTreeMap<String, String>, ToolchainError> {
     let mut needed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for target in targets {
         for tool in required_tools(target) {
@@ -53,13 +56,56 @@ pub fn probe(targets: &[Target]) -> Result<BTreeMap<String, String>, ToolchainEr
     if !missing.is_empty() {
         return Err(ToolchainError::Missing(missing));
     }
+    let cwd = probe_dir();
+    let mut fingerprints = BTreeMap::new();
+    let mut to_probe = Vec::new();
+    for (tool, path) in &found {
+        let stamp = toolchain_memo::stamp(tool, path, probe_args(tool), &cwd);
+        match memo.get(&stamp) {
+            Some(known) => {
+                fingerprints.insert(tool.clone(), known.to_string());
+            }
+            None => to_probe.push((tool, path, stamp)),
+        }
+    }
     // Probes run side by side: some tools start slowly (pyenv shims take 0.2 s), and a
     // full cache hit waits for all of them.
-    std::thread::scope(|scope| {
-        let probes: Vec<_> =
-            found.iter().map(|(tool, path)| (tool.clone(), scope.spawn(move || fingerprint(tool, path)))).collect();
-        probes.into_iter().map(|(tool, probe)| Ok((tool, probe.join().expect("probes do not panic")?))).collect()
-    })
+    let probed: Vec<(&String, &PathBuf, toolchain_memo::Stamp, Result<String, ToolchainError>)> =
+        std::thread::scope(|scope| {
+            let running: Vec<_> = to_probe
+                .into_iter()
+                .map(|(tool, path, stamp)| {
+                    let cwd = &cwd;
+                    (tool, path, stamp, scope.spawn(move || fingerprint(tool, path, cwd)))
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|(tool, path, stamp, probe)| (tool, path, stamp, probe.join().expect("probes do not panic")))
+                .collect()
+        });
+    for (tool, path, stamp, result) in probed {
+        let text = result?;
+        memo.insert(&stamp, tool, path, &text);
+        fingerprints.insert(tool.clone(), text);
+    }
+    memo.save();
+    Ok(fingerprints)
+}
+
+/// Probes run outside any checkout so that a rust-toolchain file there cannot pick the
+/// compiler; the file itself is a key input.
+fn probe_dir() -> PathBuf {
+    std::env::temp_dir()
+}
+
+fn probe_args(tool: &str) -> &'static [&'static str] {
+    match tool {
+        "rustc" => &["-vV"],
+        "cargo" | "maturin" | "python3" => &["-V"],
+        "ruby" => &["-v"],
+        _ => &["--version"],
+    }
 }
 
 /// The fingerprint text of one target: its tools' version outputs, in order.
@@ -71,18 +117,11 @@ pub fn target_fingerprint(target: &Target, fingerprints: &BTreeMap<String, Strin
         .join("\n")
 }
 
-fn fingerprint(tool: &str, path: &Path) -> Result<String, ToolchainError> {
-    let args: &[&str] = match tool {
-        "rustc" => &["-vV"],
-        "cargo" | "maturin" | "python3" => &["-V"],
-        "ruby" => &["-v"],
-        _ => &["--version"],
-    };
-    // Run outside any checkout so that a rust-toolchain file there cannot pick the
-    // compiler; the file itself is a key input.
+fn fingerprint(tool: &str, path: &Path, cwd: &Path) -> Result<String, ToolchainError> {
+    let args = probe_args(tool);
     let output = Command::new(path)
         .args(args)
-        .current_dir(std::env::temp_dir())
+        .current_dir(cwd)
         .output()
         .map_err(|e| ToolchainError::Broken { tool: tool.into(), message: e.to_string() })?;
     if !output.status.success() {

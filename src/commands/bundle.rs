@@ -38,7 +38,7 @@ pub fn export(args: &ExportArgs, cache: &LocalCache, reporter: &Reporter) -> Res
     let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
     let (recipe, _, graph) = recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
     let recipe = recipe.select(&args.targets)?;
-    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
+    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo, cache)?;
     memo.save()?;
 
     let mut hits = Vec::new();

@@ -46,7 +46,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     for target in &recipe.targets {
         reporter.phase(&target.name, Phase::Hash);
     }
-    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
+    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo, cache)?;
     memo.save()?;
     planned.iter().for_each(|p| reporter.phase_ended(&p.target.name));
     let key_ms = key_started.elapsed().as_millis() as u64;

@@ -41,7 +41,7 @@ pub fn run(args: &ExplainArgs, cache: &LocalCache, reporter: &Reporter) -> Resul
     let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
     let (recipe, _, graph) = recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
     let recipe = recipe.select(std::slice::from_ref(&args.target))?;
-    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
+    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo, cache)?;
     memo.save()?;
     let p = planned.into_iter().next().expect("one target selected");
     let derivation = KeyDerivation::new(&p.target, &p.key_env, &p.inputs);

@@ -28,7 +28,7 @@ pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: boo
     let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
     let (recipe, _, graph) = recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
     let recipe = recipe.select(&args.targets)?;
-    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
+    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo, cache)?;
     memo.save()?;
     let format = args.format();
     if format == KeyFormat::Github {

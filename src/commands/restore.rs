@@ -38,7 +38,7 @@ pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> R
     for target in &recipe.targets {
         reporter.phase(&target.name, Phase::Hash);
     }
-    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo)?;
+    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo, cache)?;
     memo.save()?;
     let key_ms = key_started.elapsed().as_millis() as u64;
 

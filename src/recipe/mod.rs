@@ -6,6 +6,7 @@
 //! and the resolved form is what goes into a key.
 
 mod builtin;
+pub mod lock_slice;
 mod workspace;
 
 use std::collections::BTreeMap;

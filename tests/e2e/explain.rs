@@ -64,11 +64,12 @@ fn a_toolchain_upgrade_is_named() {
     // A tool whose version output the test controls.
     let bin = world.dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let version = world.dir.path().join("fake-tool-version");
-    std::fs::write(&version, "1.0").unwrap();
     let tool = bin.join("fake-tool");
-    std::fs::write(&tool, format!("#!/bin/sh\necho \"fake-tool $(cat {})\"\n", version.display())).unwrap();
-    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let install = |version: &str| {
+        std::fs::write(&tool, format!("#!/bin/sh\necho \"fake-tool {version}\"\n")).unwrap();
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    install("1.0");
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let env = [("PATH", path.as_str())];
 
@@ -92,7 +93,8 @@ fn a_toolchain_upgrade_is_named() {
     args.push("--json".into());
     assert_ok(&world.tbuild_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env));
 
-    std::fs::write(&version, "2.0").unwrap();
+    // Upgraded in place: same path, new executable.
+    install("2.0");
     let (e, human) = explain(&world, "generated", &["--sha", "main"], &recipe, &env);
     assert_eq!(e["stored"], false);
     assert_eq!(e["closest"]["chosen_by"], serde_json::json!({"by": "ancestry", "commits_back": 0}));
