@@ -213,6 +213,12 @@ pub struct CoreArgs {
     #[arg(long, value_enum, default_value_t, env = "TBUILD_LINK_MODE", value_name = "MODE")]
     pub link_mode: crate::cache::LinkMode,
 
+    /// A cache hit whose archive or unpacked files are larger than this is refused (dropped
+    /// and rebuilt): an honest record can still list a disk's worth of bytes.
+    #[arg(long, env = "TBUILD_MAX_ENTRY_SIZE", default_value = "4GiB", value_name = "SIZE",
+        value_parser = crate::units::parse_size)]
+    pub max_entry_size: u64,
+
     #[command(flatten)]
     pub warm: WarmArgs,
 }
@@ -369,6 +375,12 @@ pub struct RestoreArgs {
     /// How hits reach --out (see `core --link-mode`).
     #[arg(long, value_enum, default_value_t, env = "TBUILD_LINK_MODE", value_name = "MODE")]
     pub link_mode: crate::cache::LinkMode,
+
+    /// A cache hit whose archive or unpacked files are larger than this is refused (dropped
+    /// and rebuilt): an honest record can still list a disk's worth of bytes.
+    #[arg(long, env = "TBUILD_MAX_ENTRY_SIZE", default_value = "4GiB", value_name = "SIZE",
+        value_parser = crate::units::parse_size)]
+    pub max_entry_size: u64,
 
     /// Exit 9 without touching --out when any selected target is not in the cache.
     #[arg(long)]

@@ -4,6 +4,7 @@
 //! `cache-layout.md` at the repository root is the contract of this module: change one,
 //! change both, and bump [`LAYOUT_VERSION`] when an older tbuild could misread the new format.
 
+pub mod admission;
 mod archive;
 mod atomic;
 pub mod clean;
