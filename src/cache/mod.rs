@@ -18,6 +18,7 @@ mod memo;
 pub mod remote;
 pub mod usage;
 pub mod verify;
+mod verify_restore;
 
 use std::path::{Path, PathBuf};
 
