@@ -366,3 +366,51 @@ fn a_writer_with_the_wrong_signing_key_never_evicts_the_trusted_entry() {
         assert_eq!(run_binary(&world.out(&out).join(CTL)), good);
     }
 }
+
+#[test]
+fn an_out_in_the_cache_a_target_named_dot_dot_and_a_full_out_are_refused_naming_the_fix() {
+    let world = World::new();
+    let run = Run { world: &world, cache: "cache", remote: None };
+    let keys = world.keys_of("main", "tasker-ctl");
+    let key = &keys["tasker-ctl"];
+    // Files tbuild writes follow the umask, as any tool's do (they were 0600).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let umask = u32::from_str_radix(status.lines().find_map(|l| l.strip_prefix("Umask:")).unwrap().trim(), 8).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let tag = std::fs::metadata(run.cache_dir().join("CACHEDIR.TAG")).unwrap();
+    assert_eq!(tag.permissions().mode() & 0o777, 0o666 & !umask);
+
+    // --out inside the cache dir: the cache's temp sweep would delete it.
+    let inside = run.core("cache/v1/tmp/out", "copy");
+    assert_eq!(inside.status.code(), Some(2), "{}", stderr(&inside));
+    assert!(stderr(&inside).contains("is inside the cache dir"), "{}", stderr(&inside));
+    assert!(!run.cache_dir().join("v1/tmp/out").exists());
+
+    // A target named `..` would put its log and staging dir one level up.
+    let recipe = world.dir.path().join("dotdot.toml");
+    std::fs::write(
+        &recipe,
+        "[[target]]\nname = \"..\"\nkind = \"command\"\nartifact_dir = \"x\"\ncommands = [\"true\"]\n",
+    )
+    .unwrap();
+    let args = world.core_args_with("main", "out-dotdot", &["--recipe", recipe.to_str().unwrap()]);
+    let dotdot = run.tbuild(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(dotdot.status.code(), Some(4), "{}", stderr(&dotdot));
+    assert!(stderr(&dotdot).contains("not be `.` or `..`"), "{}", stderr(&dotdot));
+
+    // A record listing more than --out's file system has free: refused before anything is
+    // unpacked, naming the target and both sizes (rebuilding would not fit either).
+    let (archive, _) = craft(&[File(CTL, b"small".to_vec())]);
+    let huge = vec![json!({"path": CTL, "mode": 493, "size": 1u64 << 50, "digest": "0".repeat(64)})];
+    plant_local(&run.cache_dir(), key, &archive, &record(key, &archive, huge));
+    let args = world.core_args("main", "out-full", "tasker-ctl");
+    let mut command = world.command(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let full = command.env("TBUILD_MAX_ENTRY_SIZE", "4096TiB").output().unwrap();
+    assert_eq!(full.status.code(), Some(8), "{}", stderr(&full));
+    let err = stderr(&full);
+    assert!(
+        err.contains("not enough free space to restore tasker-ctl") && err.contains("1125899906842624 bytes"),
+        "{err}"
+    );
+    assert!(!world.out("out-full").exists(), "nothing was published");
+}

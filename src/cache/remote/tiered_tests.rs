@@ -289,5 +289,5 @@ fn a_record_over_the_entry_size_cap_is_refused_before_its_archive_is_downloaded(
     let (hit, refused) = get(&f, &key);
     assert!(hit.is_none());
     assert!(refused[0].contains("over --max-entry-size"), "{refused:?}");
-    assert!(!f.store.local().blob_path(&blake3::hash(b"five!").to_hex().to_string()).exists());
+    assert!(!f.store.local().blob_path(blake3::hash(b"five!").to_hex().as_str()).exists());
 }
