@@ -253,6 +253,9 @@ fn assert_rebuilt_then_hit(run: &Run, case: &str, expected: &str, out: &str, mod
         err.contains("1 target: 0 restored, 1 built"),
         "{case} {mode}: a refused entry is not counted as restored: {err}"
     );
+    if run.remote.is_some() {
+        assert!(err.contains(": 0 restored, 1 refused"), "{case} {mode}: the remote line counts it refused: {err}");
+    }
     assert_eq!(fingerprint(world.dir.path(), &skipped), before, "{case} {mode}: something outside --out changed");
     assert!(!world.dir.path().join("escaped").exists(), "{case} {mode}");
     assert_links_stay_inside(&world.out(out), case);
