@@ -213,6 +213,12 @@ pub struct CoreArgs {
     #[arg(long, value_enum, default_value_t, env = "TBUILD_LINK_MODE", value_name = "MODE")]
     pub link_mode: crate::cache::LinkMode,
 
+    /// A cache hit whose archive or unpacked files are larger than this is refused (dropped
+    /// and rebuilt): an honest record can still list a disk's worth of bytes.
+    #[arg(long, env = "TBUILD_MAX_ENTRY_SIZE", default_value = "4GiB", value_name = "SIZE",
+        value_parser = crate::units::parse_size)]
+    pub max_entry_size: u64,
+
     #[command(flatten)]
     pub warm: WarmArgs,
 }
@@ -288,7 +294,8 @@ pub enum CacheCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Re-hash every archive and check every record against it; exit 7 if any is corrupt.
+    /// Re-hash every archive, check every record against it, and test-unpack every entry as
+    /// a restore would; exit 7 if any is corrupt or would be refused.
     Verify {
         /// Remove the corrupt records and archives (by default they are only reported).
         #[arg(long)]
@@ -296,6 +303,10 @@ pub enum CacheCommand {
         /// JSON on stdout: counts and every problem found.
         #[arg(long)]
         json: bool,
+        /// Entries over this size are reported, as a restore refuses them (see `core --max-entry-size`).
+        #[arg(long, env = "TBUILD_MAX_ENTRY_SIZE", default_value = "4GiB", value_name = "SIZE",
+            value_parser = crate::units::parse_size)]
+        max_entry_size: u64,
     },
     /// Evict least recently used entries, unreferenced archives and stale temp files.
     /// Safe while other tbuilds run.
@@ -369,6 +380,12 @@ pub struct RestoreArgs {
     /// How hits reach --out (see `core --link-mode`).
     #[arg(long, value_enum, default_value_t, env = "TBUILD_LINK_MODE", value_name = "MODE")]
     pub link_mode: crate::cache::LinkMode,
+
+    /// A cache hit whose archive or unpacked files are larger than this is refused (dropped
+    /// and rebuilt): an honest record can still list a disk's worth of bytes.
+    #[arg(long, env = "TBUILD_MAX_ENTRY_SIZE", default_value = "4GiB", value_name = "SIZE",
+        value_parser = crate::units::parse_size)]
+    pub max_entry_size: u64,
 
     /// Exit 9 without touching --out when any selected target is not in the cache.
     #[arg(long)]

@@ -58,7 +58,11 @@ use crate::cache::BlobDigestMemo;
 use crate::recipe::{DEFAULT_GLOBAL_INPUTS, Recipe, RecipeError, Target, WorkspaceGraph};
 use crate::source::{Entry, SourceError, Tree};
 
-/// Version of the key derivation. Bump it whenever anything in the module doc changes.
+/// Version of the key derivation. Bump it whenever anything in the module doc changes, and
+/// with every remote format (`cache-layout.md`). 2 came with the per-target lock slices and
+/// with remote format 2, whose signatures cover the whole record, so that a tbuild signing
+/// the old way never shares a key with one signing the new way (each would refuse and
+/// overwrite the other's entries).
 pub const KEY_VERSION: u32 = 2;
 
 /// One input as it entered the key.

@@ -179,6 +179,12 @@ pub enum PublishError {
     NotOurs { path: PathBuf, reason: String },
     #[error("two targets both produce {path} in the artifact layout; give them different artifact_dir or dest")]
     Clash { path: String },
+    #[error(
+        "not enough free space to restore {target} into {path}: it unpacks to {} ({needed} bytes), {} ({available} bytes) are free; free space on that file system or pick another --out",
+        crate::report::human_bytes(*needed),
+        crate::report::human_bytes(*available)
+    )]
+    NoRoom { target: String, path: PathBuf, needed: u64, available: u64 },
     #[error("i/o error on {path}")]
     Io {
         path: PathBuf,

@@ -1,9 +1,14 @@
 //! The one way this crate writes a file that others may read concurrently: a temp file in
 //! the same filesystem, fsync, rename over the destination, fsync the directory. A reader
 //! sees the old file or the new one, never a torn one; a crash leaves only a temp file.
+//!
+//! Modes: a new file gets what `open(2)` with 0666 gives under the process's umask (0644
+//! under the usual 022), as any other tool's files would, not the 0600 of a temp file; a
+//! file that is replaced keeps the mode it had.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -22,7 +27,12 @@ impl AtomicFile {
     /// must be on the same filesystem as `dest` for the rename to be atomic.
     pub fn create(temp_dir: &Path, dest: &Path) -> Result<AtomicFile, CacheError> {
         fs::create_dir_all(temp_dir).map_err(CacheError::io(temp_dir))?;
-        let temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(temp_dir).map_err(CacheError::io(temp_dir))?;
+        // The mode goes through open(2), so the umask applies to it as to any new file.
+        let temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .permissions(fs::Permissions::from_mode(0o666))
+            .tempfile_in(temp_dir)
+            .map_err(CacheError::io(temp_dir))?;
         Ok(AtomicFile { temp, dest: dest.to_path_buf() })
     }
 
@@ -37,6 +47,11 @@ impl AtomicFile {
     /// fsync, rename into place, fsync the parent directory.
     pub fn commit(self) -> Result<(), CacheError> {
         let AtomicFile { temp, dest } = self;
+        if let Ok(existing) = fs::metadata(&dest) {
+            // A replaced file keeps its mode (a user's 0600 pins stay 0600).
+            let mode = existing.permissions().mode() & 0o7777;
+            temp.as_file().set_permissions(fs::Permissions::from_mode(mode)).map_err(CacheError::io(temp.path()))?;
+        }
         temp.as_file().sync_all().map_err(CacheError::io(temp.path()))?;
         let parent = dest.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
@@ -89,5 +104,24 @@ mod tests {
         write_atomic(&dir.path().join("tmp"), &dest, b"one").unwrap();
         write_atomic(&dir.path().join("tmp"), &dest, b"two").unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"two");
+    }
+
+    #[test]
+    fn new_files_follow_the_umask_and_replaced_files_keep_their_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        // The umask as the process has it (read without changing it for other threads).
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status.lines().find_map(|l| l.strip_prefix("Umask:")).unwrap().trim();
+        let umask = u32::from_str_radix(umask, 8).unwrap();
+        let fresh = dir.path().join("fresh.json");
+        write_atomic(&dir.path().join("tmp"), &fresh, b"one").unwrap();
+        assert_eq!(fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o666 & !umask);
+
+        let pinned = dir.path().join("pinned.json");
+        fs::write(&pinned, b"old").unwrap();
+        fs::set_permissions(&pinned, fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&dir.path().join("tmp"), &pinned, b"new").unwrap();
+        assert_eq!(fs::metadata(&pinned).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(fs::read(&pinned).unwrap(), b"new");
     }
 }

@@ -4,6 +4,7 @@
 //! `cache-layout.md` at the repository root is the contract of this module: change one,
 //! change both, and bump [`LAYOUT_VERSION`] when an older tbuild could misread the new format.
 
+pub mod admission;
 mod archive;
 mod atomic;
 pub mod clean;
@@ -17,6 +18,7 @@ mod memo;
 pub mod remote;
 pub mod usage;
 pub mod verify;
+mod verify_restore;
 
 use std::path::{Path, PathBuf};
 

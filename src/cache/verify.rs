@@ -1,5 +1,5 @@
-//! `tbuild cache verify`: re-hash every archive against its name and check every record
-//! against its archive. Report-only by default (the bad files stay for inspection; readers
+//! `tbuild cache verify`: re-hash every archive against its name, check every record
+//! against its archive, and test-unpack every entry that passes (as a restore would). Report-only by default (the bad files stay for inspection; readers
 //! already refuse them); `--fix` removes them. Either way, finding corruption is exit 7.
 
 use std::collections::BTreeMap;
@@ -32,8 +32,9 @@ pub struct Problem {
     pub removed: bool,
 }
 
-/// Checks the whole store; with `fix`, removes what is bad.
-pub fn verify(cache: &LocalCache, fix: bool) -> Result<VerifyReport, CacheError> {
+/// Checks the whole store; with `fix`, removes what is bad. Entries over `max_entry_size`
+/// are reported as a restore would refuse them.
+pub fn verify(cache: &LocalCache, fix: bool, max_entry_size: u64) -> Result<VerifyReport, CacheError> {
     let mut report = VerifyReport::default();
     // Archives: each must hash to its own name.
     let mut archive_ok: BTreeMap<String, bool> = BTreeMap::new();
@@ -85,6 +86,27 @@ pub fn verify(cache: &LocalCache, fix: bool) -> Result<VerifyReport, CacheError>
                     (None, Err(_)) => Some(format!("its archive {} is missing", blob.display())),
                 }
             }
+        };
+        // Sound digests: would a restore take it? (see verify_restore.rs)
+        let reason = match (reason, &entry.record) {
+            (None, Ok(record)) => match super::verify_restore::refused(cache, record, max_entry_size)? {
+                Some((reason, hostile)) => {
+                    let blob = cache.blob_path(&record.artifact_digest);
+                    if hostile && !report.problems.iter().any(|p| p.path == blob) {
+                        let reason = "a restore refuses it under any record (see its record)".into();
+                        report.problems.push(Problem {
+                            path: blob,
+                            kind: "archive",
+                            target: None,
+                            reason,
+                            removed: false,
+                        });
+                    }
+                    Some(reason)
+                }
+                None => None,
+            },
+            (reason, _) => reason,
         };
         let Some(reason) = reason else { continue };
         let target = entry.record.as_ref().ok().map(|r| r.target.clone());

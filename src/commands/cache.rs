@@ -19,7 +19,7 @@ pub fn run(command: &CacheCommand, cache: &LocalCache, reporter: &Reporter) -> R
         CacheCommand::Dir => println!("{}", cache.root().display()),
         CacheCommand::Ls { json } => ls(cache, *json)?,
         CacheCommand::Du { json } => du(cache, *json),
-        CacheCommand::Verify { fix, json } => verify(cache, *fix, *json, reporter)?,
+        CacheCommand::Verify { fix, json, max_entry_size } => verify(cache, *fix, *json, *max_entry_size, reporter)?,
         CacheCommand::Gc { max_size, max_age, max_warm_size, prune_target_dirs, dry_run, json } => {
             let policy = GcPolicy {
                 max_size: *max_size,
@@ -111,8 +111,8 @@ fn du(cache: &LocalCache, json: bool) {
     println!("{:<18} {:>10}  {}", "total", human_bytes(total), cache.root().display());
 }
 
-fn verify(cache: &LocalCache, fix: bool, json: bool, reporter: &Reporter) -> Result<(), Error> {
-    let report = verify::verify(cache, fix)?;
+fn verify(cache: &LocalCache, fix: bool, json: bool, max_entry_size: u64, reporter: &Reporter) -> Result<(), Error> {
+    let report = verify::verify(cache, fix, max_entry_size)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise"));
     } else {

@@ -14,7 +14,7 @@ use crate::build::{BuildDirs, build_target, expand_env};
 use crate::cache::remote::{TieredStore, Uploader};
 use crate::cache::{
     ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, HitSource, KeyDerivation, KeyLock, LinkMode,
-    LocalCache, RECORD_FORMAT, UnpackLimits, now_secs, pack, restore_linked, unpack,
+    LocalCache, RECORD_FORMAT, UnpackLimits, admission, now_secs, pack, restore_linked, unpack,
 };
 use crate::cli::CoreArgs;
 use crate::error::Error;
@@ -33,8 +33,10 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     }
     let github = crate::github::GithubEnv::from_env();
     // Refuse a bad --out before any work.
+    super::check_out_outside_cache(&args.out, cache)?;
     let staging = Staging::new(&args.out)?;
     let store = TieredStore::open(cache, &args.remote, args.rev.offline, reporter.clone()).map_err(Error::Usage)?;
+    store.set_max_entry_size(args.max_entry_size);
     let loaded = load_tree(cache, &args.rev, &reporter)?;
     let sha = loaded.tree.provenance();
     let key_started = Instant::now();
@@ -66,8 +68,15 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         return Ok(());
     }
 
-    let stage =
-        Stage { cache, store: &store, staging: &staging, reporter: &reporter, key_ms, link_mode: args.link_mode };
+    let stage = Stage {
+        cache,
+        store: &store,
+        staging: &staging,
+        reporter: &reporter,
+        key_ms,
+        link_mode: args.link_mode,
+        max_entry_size: args.max_entry_size,
+    };
     let mut reports: BTreeMap<String, TargetReport> = BTreeMap::new();
     let mut misses = Vec::new();
     for p in &planned {
@@ -190,6 +199,8 @@ pub(super) struct Stage<'a> {
     pub(super) reporter: &'a Reporter,
     pub(super) key_ms: u64,
     pub(super) link_mode: LinkMode,
+    /// `--max-entry-size`: a hit holding more is refused and rebuilt.
+    pub(super) max_entry_size: u64,
 }
 
 impl Stage<'_> {
@@ -199,7 +210,7 @@ impl Stage<'_> {
         p: &PlannedTarget,
         reports: &mut BTreeMap<String, TargetReport>,
     ) -> Result<bool, Error> {
-        let Some((record, took, source)) = self.restore(p)? else { return Ok(false) };
+        let Some((record, took, source)) = self.restore(p, self.max_entry_size)? else { return Ok(false) };
         self.reporter.done(&p.target.name, &restored_message(&record, source));
         let mut report = self.report(p, Status::Hit, Some(&record), took, None);
         report.source = source.as_str().into();
@@ -209,7 +220,8 @@ impl Stage<'_> {
 
     /// Restores a target just built and stored.
     fn restore_built(&self, p: &PlannedTarget) -> Result<(ActionRecord, Duration, HitSource), Error> {
-        let stored = self.restore(p)?;
+        // What this run just built is restored whatever its size: the cap is for hits.
+        let stored = self.restore(p, u64::MAX)?;
         stored.ok_or_else(|| {
             let reason = "the entry just stored cannot be read back".into();
             CacheError::CorruptArchive { path: self.cache.action_path(&p.key), reason }.into()
@@ -218,7 +230,7 @@ impl Stage<'_> {
 
     /// A cache hit restored into the staging dir, or `None` on a miss. Entries that fail a
     /// check are reported, dropped and treated as misses, so the target is rebuilt.
-    fn restore(&self, p: &PlannedTarget) -> Result<Option<(ActionRecord, Duration, HitSource)>, Error> {
+    fn restore(&self, p: &PlannedTarget, max_size: u64) -> Result<Option<(ActionRecord, Duration, HitSource)>, Error> {
         let (cache, staging, reporter) = (self.store, self.staging, self.reporter);
         let started = Instant::now();
         let name = &p.target.name;
@@ -229,20 +241,31 @@ impl Stage<'_> {
         };
         let dest = staging.target_dir(name)?;
         if self.link_mode != LinkMode::Copy {
-            let warn = |message: &str| reporter.warn(message);
             // Linked trees live in the local cache; a remote hit takes the copy path below
             // once, and links from then on.
-            match restore_linked(self.cache, &p.key, &dest, self.link_mode, &mut on_corrupt, &warn)? {
-                Some(record) => return Ok(Some((record, started.elapsed(), HitSource::Local))),
-                None => {
-                    staging.target_dir(name)?;
+            let local = self.cache.get_json::<ActionRecord>(&self.cache.action_path(&p.key));
+            let admitted = match &local {
+                Some(record) if record.format <= RECORD_FORMAT => self.admit(p, record, max_size)?,
+                _ => false,
+            };
+            if admitted {
+                let warn = |message: &str| reporter.warn(message);
+                match restore_linked(self.cache, &p.key, &dest, self.link_mode, &mut on_corrupt, &warn) {
+                    Ok(Some(record)) => return Ok(Some((record, started.elapsed(), HitSource::Local))),
+                    Ok(None) => {}
+                    Err(err) => self.unrestorable(p, err, local.as_ref().map(|r| r.artifact_digest.as_str()))?,
                 }
             }
+            staging.target_dir(name)?;
         }
         let Some(hit) = cache.get(&p.key, &mut on_corrupt)? else {
             reporter.phase_ended(name);
             return Ok(None);
         };
+        if !self.admit(p, &hit.record, max_size)? {
+            reporter.phase_ended(name);
+            return Ok(None);
+        }
         let limits = UnpackLimits::for_files(&hit.record.files);
         let unpacked = unpack(&hit.archive, None, &dest, limits).and_then(|files| {
             if files == hit.record.files {
@@ -254,28 +277,67 @@ impl Stage<'_> {
         });
         match unpacked {
             Ok(()) => Ok(Some((hit.record, started.elapsed(), hit.source))),
-            // Evicted by a concurrent `tbuild cache gc` between the lookup and now: a miss.
-            Err(CacheError::Io { path, source })
-                if path == hit.archive && source.kind() == std::io::ErrorKind::NotFound =>
-            {
+            Err(err) => {
+                self.unrestorable(p, err, Some(&hit.record.artifact_digest))?;
                 reporter.phase_ended(name);
                 staging.target_dir(name)?;
                 Ok(None)
             }
-            Err(err @ (CacheError::UnsafeEntry { .. } | CacheError::CorruptArchive { .. })) => {
-                reporter.warn(&format!("cache entry of {name} refused: {err}; dropped, rebuilding"));
-                // An unsafe entry is unsafe under any record; a mismatch only blames this one.
-                let hostile = matches!(err, CacheError::UnsafeEntry { .. });
-                cache.invalidate(&p.key, hostile.then_some(hit.record.artifact_digest.as_str()));
-                staging.target_dir(name)?;
-                Ok(None)
-            }
-            // Writing into the staging dir failed: that is --out's file system, not the cache.
-            Err(CacheError::Io { path, source }) if path.starts_with(staging.root()) => {
-                Err(crate::publish::PublishError::Io { path, source }.into())
-            }
-            Err(err) => Err(err.into()),
         }
+    }
+
+    /// Whether `record` may be restored: not over `--max-entry-size` (else it is refused:
+    /// dropped and rebuilt), and, when its files will be written into `--out` (copy,
+    /// reflink), with room for them there (else an error naming both sizes).
+    fn admit(&self, p: &PlannedTarget, record: &ActionRecord, max_size: u64) -> Result<bool, Error> {
+        if let Some(reason) = admission::oversized(record, max_size) {
+            let name = &p.target.name;
+            self.reporter.warn(&format!("cache entry of {name} refused: {reason}; dropped, rebuilding"));
+            self.store.invalidate(&p.key, None);
+            return Ok(false);
+        }
+        if self.link_mode != LinkMode::Hardlink {
+            let needed = admission::unpacked_size(record);
+            let root = self.staging.root();
+            let available = admission::free_bytes(root)
+                .map_err(|source| crate::publish::PublishError::Io { path: root.to_path_buf(), source })?;
+            if needed > available {
+                let (target, path) = (p.target.name.clone(), root.to_path_buf());
+                return Err(crate::publish::PublishError::NoRoom { target, path, needed, available }.into());
+            }
+        }
+        Ok(true)
+    }
+
+    /// The one place that decides what a failed restore of a hit means:
+    /// - the archive vanished (a concurrent `tbuild cache gc`): a plain miss;
+    /// - the entry is unsafe, lies about its files, or its layout cannot be unpacked (see
+    ///   [`admission::layout_collision`]): refused, dropped from the local cache (a remote
+    ///   one is overwritten by the rebuild's upload) and rebuilt, so it never wedges a run;
+    /// - anything else is the machine's: an error, exit 8 when it is --out's file system.
+    ///
+    /// `Ok` means "treat as a miss"; `digest` names the entry's archive when known.
+    fn unrestorable(&self, p: &PlannedTarget, err: CacheError, digest: Option<&str>) -> Result<(), Error> {
+        let in_out = |path: &std::path::Path| path.starts_with(self.staging.root());
+        let hostile = match &err {
+            CacheError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound && !in_out(path) => {
+                // Evicted between the lookup and now (or a tree being re-made): a miss.
+                return Ok(());
+            }
+            CacheError::UnsafeEntry { .. } => true,
+            CacheError::Io { source, .. } if admission::layout_collision(source) => true,
+            // A mismatch only blames this record: another may share the archive.
+            CacheError::CorruptArchive { .. } => false,
+            CacheError::Io { path, .. } if in_out(path) => {
+                let CacheError::Io { path, source } = err else { unreachable!("matched above") };
+                return Err(crate::publish::PublishError::Io { path, source }.into());
+            }
+            _ => return Err(err.into()),
+        };
+        let name = &p.target.name;
+        self.reporter.warn(&format!("cache entry of {name} refused: {err}; dropped, rebuilding"));
+        self.store.invalidate(&p.key, digest.filter(|_| hostile));
+        Ok(())
     }
 
     pub(super) fn report(

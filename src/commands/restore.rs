@@ -24,9 +24,11 @@ use crate::report::{Phase, Reporter, human_duration};
 pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
     let started = Instant::now();
     let store = TieredStore::open(cache, &args.remote, args.rev.offline, reporter.clone()).map_err(Error::Usage)?;
+    store.set_max_entry_size(args.max_entry_size);
     let reporter = &*reporter;
     let github = GithubEnv::from_env();
     // Refuse a bad --out before any work.
+    super::check_out_outside_cache(&args.out, cache)?;
     let staging = Staging::new(&args.out)?;
     let loaded = load_tree(cache, &args.rev, reporter)?;
     let sha = loaded.tree.provenance();
@@ -42,7 +44,15 @@ pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> R
     memo.save()?;
     let key_ms = key_started.elapsed().as_millis() as u64;
 
-    let stage = Stage { cache, store: &store, staging: &staging, reporter, key_ms, link_mode: args.link_mode };
+    let stage = Stage {
+        cache,
+        store: &store,
+        staging: &staging,
+        reporter,
+        key_ms,
+        link_mode: args.link_mode,
+        max_entry_size: args.max_entry_size,
+    };
     let mut reports: BTreeMap<String, TargetReport> = BTreeMap::new();
     let mut missed = Vec::new();
     for p in &planned {

@@ -156,9 +156,12 @@ impl Recipe {
         }
         let mut names = std::collections::BTreeSet::new();
         for target in &self.targets {
-            if target.name.is_empty() || !target.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            // The name becomes one path component (logs/<name>/, the staging dir of --out):
+            // `.` and `..` would name another directory.
+            let plain = target.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if target.name.is_empty() || !plain || target.name == "." || target.name == ".." {
                 return invalid(format!(
-                    "target name {:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
+                    "target name {:?} must be non-empty, use only letters, digits, '-', '_' and '.', and not be `.` or `..`",
                     target.name
                 ));
             }
@@ -383,6 +386,14 @@ mod tests {
             ("[[target]]\nname = \"a\"\nkind = \"cargo\"\nartifact_dir = \"x\"\nbins = [\"a\"]", "needs `packages`"),
             ("[[target]]\nname = \"a\"\nkind = \"rake\"\nartifact_dir = \"x\"", "needs `commands`"),
             ("[[target]]\nname = \"a b\"\nkind = \"cargo\"\nartifact_dir = \"x\"", "target name"),
+            (
+                "[[target]]\nname = \"..\"\nkind = \"command\"\nartifact_dir = \"x\"\ncommands=[\"true\"]",
+                "not be `.` or `..`",
+            ),
+            (
+                "[[target]]\nname = \".\"\nkind = \"command\"\nartifact_dir = \"x\"\ncommands=[\"true\"]",
+                "not be `.` or `..`",
+            ),
             (
                 "[[target]]\nname = \"a\"\nkind = \"command\"\nartifact_dir = \"../x\"\ncommands=[\"true\"]",
                 "relative path",

@@ -233,7 +233,8 @@ fn full_disk_while_restoring_into_out_leaves_no_partial_out_dir() {
     let output = world.tbuild(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(8), "{err}");
-    assert!(err.contains("No space left on device"), "{err}");
+    // Refused before unpacking, naming what it needs and what is free.
+    assert!(err.contains("not enough free space to restore") && err.contains("bytes) are free"), "{err}");
     assert_eq!(walk(disk.path()), Vec::<PathBuf>::new(), "no partial out dir or staging left");
     // The entries themselves are fine: the same restore into a roomy dir hits.
     assert_eq!(statuses(&world.core("main", "roomy")).values().collect::<Vec<_>>(), ["hit"; 3]);

@@ -87,7 +87,7 @@ fn http_webdav_remote_shares_artifacts_between_cache_dirs() {
         keys.values().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>()
     );
     let record: Value = serde_json::from_slice(&std::fs::read(&nginx.objects("ac")[0]).unwrap()).unwrap();
-    assert_eq!(record["format"], 1);
+    assert_eq!(record["format"], 2, "remote format 2: signatures cover the whole record");
     let sha = record["archive_sha256"].as_str().unwrap();
     assert!(nginx.data.join("cache/cas").join(sha).is_file());
 }

@@ -75,6 +75,9 @@ pub enum Stored {
     Uploaded,
     /// Someone else stored it first (the Actions cache answers 409 to a second writer).
     AlreadyThere,
+    /// The key's record there is signed with a key this run does not hold: left as it was
+    /// (never returned by a backend; see `Shared::may_replace` in `tiered.rs`).
+    Kept,
 }
 
 /// A remote cache backend: moves objects, nothing else. Each call is one attempt; the

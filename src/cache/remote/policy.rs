@@ -40,6 +40,11 @@ impl Policy {
     }
 
     /// Whether the breaker has tripped.
+    /// A warning about this remote that is not a failure (the run goes on as usual).
+    pub fn warn(&self, message: &str) {
+        self.reporter.warn(&format!("remote cache {}: {message}", self.remote));
+    }
+
     pub fn disabled(&self) -> bool {
         self.state.lock().expect("policy lock").disabled
     }

@@ -1,10 +1,17 @@
 //! The remote record and its optional signature.
 //!
-//! With `TBUILD_SIGNING_KEY` set, an uploaded record carries an HMAC-SHA256 over the key and
-//! the archive's blake3 digest, and a downloaded record without a valid one is refused. The
-//! archive itself is verified against that digest on download, so a signature vouches for
-//! the bytes that get unpacked. Whoever holds the signing key can still write anything; a
-//! writer without it can only make entries that signed readers refuse.
+//! With `TBUILD_SIGNING_KEY` set, an uploaded record carries an HMAC-SHA256 over the whole
+//! action record (key, target, archive digest and size, the file list, provenance: every
+//! field a reader acts on or shows) and the archive's sha256, and a downloaded record
+//! without a valid one is refused. The archive itself is verified against those digests on
+//! download, so a signature vouches for the bytes that get unpacked and for what the record
+//! says about them. Whoever holds the signing key can still write anything; a writer without
+//! it can only make entries that signed readers refuse.
+//!
+//! The signed bytes are the record as this tbuild serialises it (compact JSON, fields in
+//! declaration order), not as it arrived: a reader parses and re-serialises, so a field it
+//! does not know is dropped and cannot ride along unsigned, and a field it knows cannot be
+//! changed without breaking the signature.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -13,7 +20,8 @@ use sha2::Sha256;
 use crate::cache::ActionRecord;
 
 /// Format of remote records (`ac/<key>`); readers treat a newer one as a miss.
-pub const REMOTE_FORMAT: u32 = 1;
+/// 2: the signature covers the whole record (1 signed the key and archive digest only).
+pub const REMOTE_FORMAT: u32 = 2;
 
 const SIGNATURE_PREFIX: &str = "hmac-sha256:";
 
@@ -25,7 +33,7 @@ pub struct RemoteRecord {
     pub record: ActionRecord,
     /// sha256 hex of the archive: its name under `cas/`.
     pub archive_sha256: String,
-    /// `hmac-sha256:<hex>` over the key and the archive's blake3 digest (see [`Signer`]).
+    /// `hmac-sha256:<hex>` over the record and `archive_sha256` (see [`Signer`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
 }
@@ -45,19 +53,20 @@ impl Signer {
         Signer { key: key.to_vec() }
     }
 
-    fn mac(&self, key: &str, artifact_digest: &str) -> Hmac<Sha256> {
+    fn mac(&self, record: &ActionRecord, archive_sha256: &str) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
-        // Domain-separated and length-unambiguous: both fields are fixed-length hex, and the
-        // NULs keep a future field from sliding into them.
-        mac.update(b"tbuild remote record v1\0");
-        mac.update(key.as_bytes());
+        // Domain-separated and length-unambiguous: the sha256 is fixed-length hex and the
+        // record, last, runs to the end.
+        mac.update(b"tbuild remote record v2\0");
+        mac.update(archive_sha256.as_bytes());
         mac.update(b"\0");
-        mac.update(artifact_digest.as_bytes());
+        mac.update(&serde_json::to_vec(record).expect("records serialise"));
         mac
     }
 
-    pub fn sign(&self, key: &str, artifact_digest: &str) -> String {
-        let tag = self.mac(key, artifact_digest).finalize().into_bytes();
+    /// The signature of `record` stored with an archive of sha256 `archive_sha256`.
+    pub fn sign(&self, record: &ActionRecord, archive_sha256: &str) -> String {
+        let tag = self.mac(record, archive_sha256).finalize().into_bytes();
         format!("{SIGNATURE_PREFIX}{}", tag.iter().map(|b| format!("{b:02x}")).collect::<String>())
     }
 
@@ -71,7 +80,7 @@ impl Signer {
             return Err(format!("its signature is malformed (expected {SIGNATURE_PREFIX}<64 hex digits>)"));
         };
         // verify_slice compares in constant time.
-        self.mac(&remote.record.key, &remote.record.artifact_digest)
+        self.mac(&remote.record, &remote.archive_sha256)
             .verify_slice(&tag)
             .map_err(|_| "its signature does not match TBUILD_SIGNING_KEY".to_string())
     }
@@ -111,11 +120,11 @@ mod tests {
     }
 
     #[test]
-    fn signatures_bind_key_and_digest_to_the_signing_key() {
+    fn signatures_bind_every_field_to_the_signing_key() {
         let signer = Signer { key: b"secret".to_vec() };
         let mut entry = remote(&"a".repeat(64), &"b".repeat(64));
         assert!(signer.check(&entry).unwrap_err().contains("not signed"));
-        entry.signature = Some(signer.sign(&entry.record.key, &entry.record.artifact_digest));
+        entry.signature = Some(signer.sign(&entry.record, &entry.archive_sha256));
         signer.check(&entry).unwrap();
 
         let other = Signer { key: b"other".to_vec() };
@@ -126,6 +135,30 @@ mod tests {
         let mut moved = entry.clone();
         moved.record.key = "d".repeat(64);
         assert!(signer.check(&moved).is_err(), "a signature is not valid for another key");
+        // Every other field a reader acts on or shows is covered too.
+        type Edit = fn(&mut RemoteRecord);
+        let edits: [(&str, Edit); 7] = [
+            ("target", |r| r.record.target = "../../x".into()),
+            ("artifact_size", |r| r.record.artifact_size = 1 << 40),
+            ("files", |r| {
+                r.record.files.push(crate::cache::ArchiveFile {
+                    path: "evil".into(),
+                    mode: 0o777,
+                    size: 0,
+                    digest: None,
+                    link: Some("/etc/shadow".into()),
+                })
+            }),
+            ("provenance", |r| r.record.provenance = "trusted-sha".into()),
+            ("format", |r| r.record.format += 1),
+            ("created_at", |r| r.record.created_at = 1),
+            ("archive_sha256", |r| r.archive_sha256 = "e".repeat(64)),
+        ];
+        for (field, edit) in edits {
+            let mut moved = entry.clone();
+            edit(&mut moved);
+            assert!(signer.check(&moved).is_err(), "{field} is signed");
+        }
         entry.signature = Some("hmac-sha256:xyz".into());
         assert!(signer.check(&entry).unwrap_err().contains("malformed"));
     }

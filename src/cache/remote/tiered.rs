@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -21,7 +22,7 @@ use tokio::task::JoinHandle;
 use super::policy::{Policy, TRIP_AFTER};
 use super::{Object, Payload, REMOTE_FORMAT, Remote, RemoteError, RemoteRecord, Signer, Stored};
 use crate::cache::{
-    ActionRecord, ArtifactStore, CacheError, CacheHit, CorruptEntry, HitSource, LocalCache, RECORD_FORMAT,
+    ActionRecord, ArtifactStore, CacheError, CacheHit, CorruptEntry, HitSource, LocalCache, RECORD_FORMAT, admission,
 };
 use crate::cli::RemoteArgs;
 use crate::report::Reporter;
@@ -51,6 +52,10 @@ struct Shared {
     misses: Mutex<HashSet<String>>,
     /// Archives refused on download: uploaded again without asking whether they exist.
     bad_archives: Mutex<HashSet<String>>,
+    /// Keys restored from the remote in this run (a later refusal moves them to `refused`).
+    restored_keys: Mutex<HashSet<String>>,
+    /// `--max-entry-size`: a record listing more is refused before its archive is downloaded.
+    max_entry_size: AtomicU64,
     uploads: Mutex<Vec<JoinHandle<()>>>,
     /// Upload failures under `--remote-required`, reported by `finish`.
     errors: Mutex<Vec<RemoteError>>,
@@ -64,6 +69,8 @@ pub struct RemoteSummary {
     pub refused: usize,
     pub uploaded: usize,
     pub already_there: usize,
+    /// Uploads not made because the key's record is signed with another key.
+    pub kept: usize,
     pub upload_failed: usize,
     pub read_only: bool,
     pub failures: u32,
@@ -81,6 +88,9 @@ impl fmt::Display for RemoteSummary {
                 "{} uploaded, {} already there, {} not uploaded",
                 self.uploaded, self.already_there, self.upload_failed
             )?;
+            if self.kept > 0 {
+                write!(f, ", {} kept (signed with another key)", self.kept)?;
+            }
         }
         if self.disabled {
             write!(f, "; skipped after {} failures in a row", TRIP_AFTER)?;
@@ -126,10 +136,20 @@ impl TieredStore {
             permits: Semaphore::new(UPLOAD_CONCURRENCY),
             misses: Mutex::default(),
             bad_archives: Mutex::default(),
+            restored_keys: Mutex::default(),
+            max_entry_size: AtomicU64::new(crate::cache::admission::DEFAULT_MAX_ENTRY_SIZE),
             uploads: Mutex::default(),
             errors: Mutex::default(),
         };
         Ok(TieredStore { local: local.clone(), remote: Some((runtime, Arc::new(shared))) })
+    }
+
+    /// Sets `--max-entry-size` for downloads (the default is
+    /// [`crate::cache::admission::DEFAULT_MAX_ENTRY_SIZE`]).
+    pub fn set_max_entry_size(&self, max: u64) {
+        if let Some((_, shared)) = &self.remote {
+            shared.max_entry_size.store(max, Ordering::Relaxed);
+        }
     }
 
     pub fn local(&self) -> &LocalCache {
@@ -185,6 +205,9 @@ impl ArtifactStore for TieredStore {
 
     fn invalidate(&self, key: &str, hostile_archive: Option<&str>) {
         self.local.invalidate(key, hostile_archive);
+        if let Some((_, shared)) = &self.remote {
+            shared.refused_after_download(key);
+        }
     }
 }
 
@@ -211,6 +234,18 @@ impl Uploader {
 }
 
 impl Shared {
+    /// A remote entry that passed the download checks was refused at unpack: not counted
+    /// as restored, and not fetched again by the lookup under the key lock (the rebuild's
+    /// upload replaces it).
+    fn refused_after_download(&self, key: &str) {
+        self.misses.lock().expect("misses lock").insert(key.to_string());
+        if self.restored_keys.lock().expect("restored keys lock").remove(key) {
+            let mut stats = self.stats.lock().expect("stats lock");
+            stats.restored -= 1;
+            stats.refused += 1;
+        }
+    }
+
     fn required_error(&self, err: RemoteError) -> CacheError {
         CacheError::Remote { remote: self.name.clone(), message: err.to_string() }
     }
@@ -268,6 +303,9 @@ impl Shared {
         {
             return refuse(&record_object, reason);
         }
+        if let Some(reason) = admission::oversized(record, self.max_entry_size.load(Ordering::Relaxed)) {
+            return refuse(&record_object, reason);
+        }
 
         let archive_object = Object::Archive(remote.archive_sha256.clone());
         let archive_file = self.temp_file()?;
@@ -298,6 +336,7 @@ impl Shared {
         let hit = self.local.get(key, on_corrupt)?;
         if hit.is_some() {
             self.stats.lock().expect("stats lock").restored += 1;
+            self.restored_keys.lock().expect("restored keys lock").insert(key.to_string());
         }
         Ok(hit.map(|hit| CacheHit { source: HitSource::Remote, ..hit }))
     }
@@ -309,6 +348,7 @@ impl Shared {
         match outcome {
             Ok(Some(Stored::Uploaded)) => stats.uploaded += 1,
             Ok(Some(Stored::AlreadyThere)) => stats.already_there += 1,
+            Ok(Some(Stored::Kept)) => stats.kept += 1,
             Ok(None) => stats.upload_failed += 1,
             Err(err) => {
                 stats.upload_failed += 1;
@@ -352,11 +392,47 @@ impl Shared {
                 }
             }
         }
-        let signature = self.signer.as_ref().map(|s| s.sign(&record.key, &record.artifact_digest));
+        let object = Object::Record(record.key.clone());
+        match self.may_replace(&object).await? {
+            None => return Ok(None),
+            Some(Err(reason)) => {
+                self.policy.warn(&format!("the record of {} is {reason}; not replaced", record.target));
+                return Ok(Some(Stored::Kept));
+            }
+            Some(Ok(())) => {}
+        }
+        let signature = self.signer.as_ref().map(|s| s.sign(record, &sha256));
         let remote = RemoteRecord { format: REMOTE_FORMAT, record: record.clone(), archive_sha256: sha256, signature };
         let payload = Payload::Bytes(serde_json::to_vec_pretty(&remote).expect("records serialise"));
-        let object = Object::Record(record.key.clone());
         self.policy.run(|| self.remote.backend.put(&object, &payload)).await
+    }
+
+    /// Whether this run may overwrite the record at `object` (checked right before the put;
+    /// `None` when the remote failed). A record signed with a key this run does not hold
+    /// is another writer's trusted entry: replacing it would evict it for every reader with
+    /// that key (a pull request with the wrong key evicting `main`'s entries, or two keys
+    /// evicting each other forever). A missing, unreadable or unsigned record, or one this
+    /// run's key verifies, is replaced: no signed reader trusts it, or it is ours. Between
+    /// the check and the put another writer may still slip in: plain HTTP and S3 have no
+    /// compare-and-swap; the docs' set-up (only trusted runs write) does not rely on it.
+    async fn may_replace(&self, object: &Object) -> Result<Option<Result<(), String>>, RemoteError> {
+        let Ok(file) = self.temp_file() else { return Ok(Some(Ok(()))) };
+        let found = self.policy.run(|| self.remote.backend.get(object, &file, RECORD_LIMIT)).await?;
+        match found {
+            None => return Ok(None),
+            Some(false) => return Ok(Some(Ok(()))),
+            Some(true) => {}
+        }
+        let Ok(bytes) = std::fs::read(&file) else { return Ok(Some(Ok(()))) };
+        let Ok(existing) = serde_json::from_slice::<RemoteRecord>(&bytes) else { return Ok(Some(Ok(()))) };
+        if existing.signature.is_none() {
+            return Ok(Some(Ok(())));
+        }
+        Ok(Some(match &self.signer {
+            Some(signer) if signer.check(&existing).is_ok() => Ok(()),
+            Some(_) => Err("signed with another TBUILD_SIGNING_KEY than this run's".into()),
+            None => Err("signed, and this run has no TBUILD_SIGNING_KEY".into()),
+        }))
     }
 }
 

@@ -61,6 +61,8 @@ fn fixture(signing_key: Option<&str>) -> Fixture {
         stats: Mutex::default(),
         misses: Mutex::default(),
         bad_archives: Mutex::default(),
+        restored_keys: Mutex::default(),
+        max_entry_size: AtomicU64::new(crate::cache::admission::DEFAULT_MAX_ENTRY_SIZE),
         uploads: Mutex::default(),
         errors: Mutex::default(),
     };
@@ -87,7 +89,7 @@ fn seed(f: &Fixture, key: &str, archive: &[u8], signer: Option<&Signer>) -> Remo
         created_at: 0,
         derivation: None,
     };
-    let signature = signer.map(|s| s.sign(key, &record.artifact_digest));
+    let signature = signer.map(|s| s.sign(&record, &sha256));
     let remote = RemoteRecord { format: REMOTE_FORMAT, record, archive_sha256: sha256.clone(), signature };
     let mut objects = f.memory.objects.lock().unwrap();
     objects.insert(format!("cas/{sha256}"), archive.to_vec());
@@ -212,4 +214,80 @@ fn a_refused_archive_is_uploaded_again_and_records_are_signed() {
     let uploaded: RemoteRecord =
         serde_json::from_slice(&f.memory.objects.lock().unwrap()[&format!("ac/{key}")]).unwrap();
     Signer::from_bytes(b"k").check(&uploaded).unwrap();
+}
+
+/// A build of `key` stored locally and uploaded, as `core` does after a miss.
+fn build_and_upload(f: &Fixture, key: &str, bytes: &[u8]) -> crate::cache::remote::RemoteSummary {
+    let record = ActionRecord {
+        format: RECORD_FORMAT,
+        target: "t".into(),
+        key: key.into(),
+        artifact_digest: blake3::hash(bytes).to_hex().to_string(),
+        artifact_size: bytes.len() as u64,
+        files: vec![],
+        build_duration_ms: 1,
+        provenance: "abc".into(),
+        toolchain: "rustc".into(),
+        created_at: 0,
+        derivation: None,
+    };
+    let archive = f.store.local().tmp_dir().join("built");
+    std::fs::write(&archive, bytes).unwrap();
+    f.store.put(&record, &archive).unwrap();
+    f.store.finish().unwrap().unwrap()
+}
+
+#[test]
+fn an_upload_never_replaces_a_record_signed_with_a_key_it_does_not_hold() {
+    let trusted = Signer::from_bytes(b"trusted");
+    for uploader_key in [Some("wrong"), None] {
+        let f = fixture(uploader_key);
+        let key = hex64('a');
+        let good = seed(&f, &key, b"trusted bytes", Some(&trusted));
+        let summary = build_and_upload(&f, &key, b"other bytes");
+        assert_eq!((summary.uploaded, summary.kept), (0, 1), "{uploader_key:?}");
+        let stored: RemoteRecord =
+            serde_json::from_slice(&f.memory.objects.lock().unwrap()[&format!("ac/{key}")]).unwrap();
+        trusted.check(&stored).unwrap();
+        assert_eq!(stored.record.artifact_digest, good.record.artifact_digest, "{uploader_key:?}");
+        assert!(summary.to_string().contains("1 kept (signed with another key)"), "{summary}");
+    }
+    // Its own entries, unsigned ones and missing ones are written.
+    let f = fixture(Some("trusted"));
+    seed(&f, &hex64('b'), b"old", Some(&trusted));
+    seed(&f, &hex64('c'), b"old unsigned", None);
+    for c in ['b', 'c', 'd'] {
+        let summary = build_and_upload(&f, &hex64(c), format!("new {c}").as_bytes());
+        assert_eq!(summary.kept, 0, "{c}");
+        let stored: RemoteRecord =
+            serde_json::from_slice(&f.memory.objects.lock().unwrap()[&format!("ac/{}", hex64(c))]).unwrap();
+        trusted.check(&stored).unwrap();
+        assert_eq!(stored.record.artifact_digest, blake3::hash(format!("new {c}").as_bytes()).to_hex().to_string());
+    }
+}
+
+#[test]
+fn an_entry_refused_after_download_counts_as_refused_and_is_not_fetched_again() {
+    let f = fixture(None);
+    let key = hex64('a');
+    let remote = seed(&f, &key, b"archive", None);
+    assert_eq!(get(&f, &key).0.unwrap().source, HitSource::Remote);
+    // The unpack refused it: the caller drops it.
+    f.store.invalidate(&key, Some(&remote.record.artifact_digest));
+    let (hit, refused) = get(&f, &key);
+    assert!(hit.is_none() && refused.is_empty(), "not downloaded again in this run");
+    let summary = f.store.finish().unwrap().unwrap();
+    assert_eq!((summary.restored, summary.refused), (0, 1), "{summary}");
+}
+
+#[test]
+fn a_record_over_the_entry_size_cap_is_refused_before_its_archive_is_downloaded() {
+    let f = fixture(None);
+    f.store.set_max_entry_size(4);
+    let key = hex64('a');
+    seed(&f, &key, b"five!", None);
+    let (hit, refused) = get(&f, &key);
+    assert!(hit.is_none());
+    assert!(refused[0].contains("over --max-entry-size"), "{refused:?}");
+    assert!(!f.store.local().blob_path(blake3::hash(b"five!").to_hex().as_str()).exists());
 }
