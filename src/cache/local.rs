@@ -252,7 +252,8 @@ impl ArtifactStore for LocalCache {
         let _blobs = self.lock_blobs(false)?;
         let parent = blob.parent().expect("blob paths are sharded");
         fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
-        if blob.exists() {
+        // Not followed: a link or FIFO planted under the archive's name is replaced.
+        if fs::symlink_metadata(&blob).is_ok_and(|m| m.is_file()) {
             // Same digest, same bytes: keep the stored copy, drop ours.
             let _ = fs::remove_file(archive);
         } else {

@@ -15,6 +15,7 @@ mod explain;
 mod fake_http;
 mod faults;
 mod hostile;
+mod hostile_restore;
 mod key_range;
 mod keys;
 mod languages;
