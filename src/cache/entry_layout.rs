@@ -175,6 +175,8 @@ fn check_link_stays_inside(link: &str, target: &str, links: &BTreeMap<String, St
 mod tests {
     use super::*;
 
+    type Entries<'a> = Vec<(&'a str, Kind, Option<&'a str>)>;
+
     fn layout(entries: &[(&str, Kind, Option<&str>)]) -> Result<(), Refusal> {
         let mut layout = EntryLayout::default();
         for (path, kind, link) in entries {
@@ -186,7 +188,7 @@ mod tests {
     #[test]
     fn nothing_lies_below_a_link_or_a_file_whatever_the_order() {
         use Kind::*;
-        let cases: Vec<(&str, Vec<(&str, Kind, Option<&str>)>, &str)> = vec![
+        let cases: Vec<(&str, Entries, &str)> = vec![
             (
                 "link chain",
                 vec![("a/b", Link, Some("..")), ("a/b/c", Link, Some("../..")), ("a/b/c/d/e", File, None)],

@@ -70,6 +70,7 @@ pub fn restore_linked(
     warn: &dyn Fn(&str),
 ) -> Result<Option<ActionRecord>, CacheError> {
     let RecordRead::Found(record) = cache.read_record(key)? else { return Ok(None) };
+    let record = *record;
     if !archive_present(cache, &record) {
         return Ok(None);
     }

@@ -171,7 +171,7 @@ impl LocalCache {
             return Err(CacheError::NewerFormat { path, found: format, supported: RECORD_FORMAT });
         }
         Ok(match ActionRecord::from_json(&bytes) {
-            Ok(record) if record.key == key => RecordRead::Found(record),
+            Ok(record) if record.key == key => RecordRead::Found(Box::new(record)),
             Ok(record) => RecordRead::Bad(format!("it is stored under {key} but says it is {}", record.key)),
             Err(reason) => RecordRead::Bad(reason),
         })
@@ -191,7 +191,7 @@ pub(crate) enum RecordRead {
     Missing,
     /// Unusable (not a regular file, too big, unparsable, failing validation): why.
     Bad(String),
-    Found(ActionRecord),
+    Found(Box<ActionRecord>),
 }
 
 /// The blake3 hex of the archive at `blob`, which must be a regular file of `size` bytes
@@ -212,7 +212,7 @@ impl ArtifactStore for LocalCache {
         let path = self.action_path(key);
         let record = match self.read_record(key)? {
             RecordRead::Missing => return Ok(None),
-            RecordRead::Found(record) => record,
+            RecordRead::Found(record) => *record,
             RecordRead::Bad(reason) => {
                 on_corrupt(CorruptEntry {
                     key: key.into(),
@@ -394,7 +394,7 @@ mod tests {
         fs::create_dir_all(cache.action_path(&fifo).parent().unwrap()).unwrap();
         fs::create_dir_all(cache.action_path(&zero).parent().unwrap()).unwrap();
         let mode = rustix::fs::Mode::from_raw_mode(0o644);
-        rustix::fs::mknodat(rustix::fs::CWD, &cache.action_path(&fifo), rustix::fs::FileType::Fifo, mode, 0).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, cache.action_path(&fifo), rustix::fs::FileType::Fifo, mode, 0).unwrap();
         std::os::unix::fs::symlink("/dev/zero", cache.action_path(&zero)).unwrap();
         for key in [&fifo, &zero] {
             let mut corrupt = vec![];

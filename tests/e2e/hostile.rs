@@ -100,7 +100,7 @@ pub(crate) fn blob_path(cache: &Path, digest: &str) -> PathBuf {
 /// the archive's path.
 pub(crate) fn plant_local(cache: &Path, key: &str, record: &Value, archive: Option<&[u8]>) -> PathBuf {
     let digest = record["artifact_digest"].as_str().unwrap_or_default();
-    let blob = blob_path(cache, &blake3::hash(archive.unwrap_or_default()).to_hex().to_string());
+    let blob = blob_path(cache, blake3::hash(archive.unwrap_or_default()).to_hex().as_str());
     if let Some(archive) = archive {
         assert_eq!(digest, blake3::hash(archive).to_hex().as_str(), "a consistent entry");
         std::fs::create_dir_all(blob.parent().unwrap()).unwrap();

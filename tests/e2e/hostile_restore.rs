@@ -216,6 +216,8 @@ fn plant(world: &World, cache: &str, key: &str, case: &Case) {
     plant_local(&root, key, &case.record, case.archive.as_deref());
     if case.name == "file path with .." {
         let digest = case.record["artifact_digest"].as_str().unwrap();
+        // The tree dir too, so that `<tree>/..` resolves, and a file that passes its stat check.
+        fs::create_dir_all(root.join(format!("v1/trees/{}/{digest}", &digest[..2]))).unwrap();
         let planted = root.join(format!("v1/trees/{}/sentinel/overwritten", &digest[..2]));
         fs::create_dir_all(planted.parent().unwrap()).unwrap();
         let _ = fs::set_permissions(&planted, fs::Permissions::from_mode(0o644));
