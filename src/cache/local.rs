@@ -194,14 +194,12 @@ pub(crate) enum RecordRead {
     Found(Box<ActionRecord>),
 }
 
-/// The blake3 hex of the archive at `blob`, which must be a regular file of `size` bytes
-/// (checked first, so a wrong one is not read at all).
-fn blob_digest(blob: &Path, size: u64) -> std::io::Result<String> {
-    let (file, meta) = open_regular(blob)?;
-    if meta.len() != size {
-        let message = format!("it has {} bytes, its record says {size}", meta.len());
-        return Err(std::io::Error::new(ErrorKind::InvalidData, message));
-    }
+/// The blake3 hex of the archive at `blob`, which must be a regular file (not a link, a
+/// FIFO or a device: see `no_follow`). Its size is not compared with the record's here: a
+/// sound archive under a lying record is the record's fault, found by the unpack limits,
+/// and must not be dropped with it (another record may share it).
+fn blob_digest(blob: &Path) -> std::io::Result<String> {
+    let (file, _) = open_regular(blob)?;
     let mut hasher = blake3::Hasher::new();
     hasher.update_reader(file)?;
     Ok(hasher.finalize().to_hex().to_string())
@@ -224,7 +222,7 @@ impl ArtifactStore for LocalCache {
             }
         };
         let blob = self.blob_path(&record.artifact_digest);
-        let reason = match blob_digest(&blob, record.artifact_size) {
+        let reason = match blob_digest(&blob) {
             Ok(actual) if actual == record.artifact_digest => {
                 record_use(&path);
                 return Ok(Some(CacheHit { record, archive: blob, source: HitSource::Local }));
