@@ -1,9 +1,11 @@
 //! Any bytes as a cache archive: unpack must return an error or files that are all inside
-//! the destination, never panic, never write outside it, and stop at the record's limits.
+//! the destination, never panic, never write outside it, stop at the record's limits, and
+//! leave no path under the destination that resolves outside it (links followed as the
+//! kernel would, chains of links included), whether it succeeded or refused half-way.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tbuild::cache::{UnpackLimits, unpack};
+use tbuild::cache::{UnpackLimits, first_escape, unpack};
 
 fuzz_target!(|data: &[u8]| {
     let root = tempfile::tempdir().unwrap();
@@ -21,5 +23,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // Nothing lands next to the destination, whatever the archive said.
     let outside: Vec<_> = std::fs::read_dir(root.path().join("sandbox")).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(outside, vec![dest]);
+    assert_eq!(outside, vec![dest.clone()]);
+    // Nothing under it leads out, links included.
+    assert_eq!(first_escape(&dest), None, "a path under the destination resolves outside it");
 });

@@ -57,6 +57,7 @@ pub fn stage(file: &Path, dir: &Path) -> Result<StagedBundle, BundleError> {
                 entry.record, record.format
             )));
         }
+        record.validate().map_err(|e| corrupt(format!("invalid action record {}: {e}", entry.record)))?;
         let archive = archive_member(&record.artifact_digest);
         let consistent = entry.record == record_member(&record.key)
             && record.key == entry.key

@@ -8,21 +8,24 @@
 //!
 //! Unpacking treats the archive as hostile even though we wrote it: the cache dir may be
 //! shared or restored from a CI cache. It verifies the whole archive's digest first, refuses
-//! absolute paths, `..`, hard links, device nodes and other special entries, symlinks that
-//! resolve outside the destination (following the archive's own links), and entries that
-//! would be written through a symlink. Links are created last. It also refuses names that
-//! collide once case-folded and Unicode-normalised (they would overwrite each other on macOS
-//! or Windows file systems), and stops at the limits the action record implies (entry count
-//! and bytes), so a small archive cannot expand into a full disk (a decompression bomb).
+//! hard links, device nodes and other special entries, and every entry that breaks the
+//! layout rules of `entry_layout` (`..`, absolute paths, duplicates, names that collide once
+//! case-folded, anything below a symlink or a file, links that resolve outside the
+//! destination). Each entry is written through `no_follow::Beneath`, which never follows a
+//! link, and links are created last. It stops at the limits the action record implies
+//! (entry count and bytes), so a small archive cannot expand into a full disk (a
+//! decompression bomb).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::entry_layout::{EntryLayout, Kind, Refusal};
+use super::no_follow::{Beneath, open_regular};
 use super::{AtomicFile, CacheError};
 
 const ZSTD_LEVEL: i32 = 3;
@@ -235,16 +238,20 @@ fn normalised_mode(mode: u32) -> u32 {
     if mode & 0o111 != 0 { 0o755 } else { 0o644 }
 }
 
-/// blake3 of a file, streaming.
+/// blake3 of a cache file, streaming; it must be a regular file (see `no_follow`).
 pub(crate) fn digest_file(path: &Path) -> io::Result<blake3::Hash> {
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(File::open(path)?)?;
+    hasher.update_reader(open_regular(path)?.0)?;
     Ok(hasher.finalize())
 }
 
 /// Verifies `archive` against `expected_digest` (`None`: the caller just did), then extracts
 /// it into `dest`, an empty dir the caller created and renames into place afterwards.
 /// Returns the files extracted, with their digests.
+///
+/// Every entry is checked against the rules of [`EntryLayout`] before it is written, and
+/// written through [`Beneath`], which opens no link: links are created last, and nothing
+/// is ever written through one.
 pub fn unpack(
     archive: &Path,
     expected_digest: Option<&str>,
@@ -261,30 +268,28 @@ pub fn unpack(
         }
     }
     let corrupt = |e: io::Error| CacheError::CorruptArchive { path: archive.to_path_buf(), reason: e.to_string() };
-    let file = File::open(archive).map_err(CacheError::io(archive))?;
+    let (file, _) = open_regular(archive).map_err(CacheError::io(archive))?;
     let decoder = zstd::Decoder::new(file).map_err(corrupt)?;
     let mut tar = tar::Archive::new(decoder);
+    let beneath = Beneath::open(dest).map_err(CacheError::io(dest))?;
+    // Writing into dest: a link or file in the way is the archive's doing (a refusal).
+    let write_err = |rel: &str| {
+        let path = beneath.path(rel);
+        move |source: io::Error| match source.kind() {
+            io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists => {
+                CacheError::UnsafeEntry { entry: rel_string(&path, dest), reason: source.to_string() }
+            }
+            _ => CacheError::Io { path, source },
+        }
+    };
     let mut extracted = Vec::new();
-    let mut links: BTreeMap<String, String> = BTreeMap::new();
-    let mut seen: HashMap<String, bool> = HashMap::new(); // path -> is a directory
-    let mut folded_names: HashMap<String, String> = HashMap::new(); // folded -> as in the archive
+    let mut layout = EntryLayout::default();
     let (mut entries, mut bytes) = (0usize, 0u64);
-    // Per file: one buffer, and each parent dir created once (a dist/ has hundreds of files).
     let mut buf = vec![0u8; 256 * 1024];
-    let mut made: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     for entry in tar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let raw_path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let rel = safe_relative_path(&raw_path)?;
         let refuse = |reason: &str| CacheError::UnsafeEntry { entry: raw_path.clone(), reason: reason.into() };
-        if seen.contains_key(&rel) || links.contains_key(&rel) {
-            return Err(refuse("duplicate entry"));
-        }
-        if let Some(other) = folded_names.insert(folded(&rel), rel.clone()) {
-            return Err(refuse(&format!(
-                "collides with {other:?} on case-insensitive or Unicode-normalising file systems"
-            )));
-        }
         entries += 1;
         if entries > limits.max_entries {
             let reason = format!("it holds more than the {} entries its record lists", limits.max_entries);
@@ -293,23 +298,14 @@ pub fn unpack(
         let kind = entry.header().entry_type();
         match kind {
             tar::EntryType::Directory => {
-                fs::create_dir_all(dest.join(&rel)).map_err(CacheError::io(dest.join(&rel)))?;
-                seen.insert(rel, true);
+                let rel = layout.add(&raw_path, Kind::Dir, None).map_err(unsafe_entry)?;
+                beneath.create_dirs(&rel).map_err(write_err(&rel))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let out_path = dest.join(&rel);
-                if let Some(parent) = out_path.parent()
-                    && !made.contains(parent)
-                {
-                    fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
-                    made.insert(parent.to_path_buf());
-                }
+                let rel = layout.add(&raw_path, Kind::File, None).map_err(unsafe_entry)?;
                 let mode = normalised_mode(entry.header().mode().map_err(corrupt)?);
-                let mut out = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&out_path)
-                    .map_err(CacheError::io(&out_path))?;
+                let mut out = beneath.create_file(&rel, 0o600).map_err(write_err(&rel))?;
+                let out_path = beneath.path(&rel);
                 let mut hasher = blake3::Hasher::new();
                 let mut size = 0u64;
                 loop {
@@ -328,19 +324,18 @@ pub fn unpack(
                 }
                 out.set_permissions(fs::Permissions::from_mode(mode)).map_err(CacheError::io(&out_path))?;
                 extracted.push(ArchiveFile {
-                    path: rel.clone(),
+                    path: rel,
                     mode,
                     size,
                     digest: Some(hasher.finalize().to_hex().to_string()),
                     link: None,
                 });
-                seen.insert(rel, false);
             }
             tar::EntryType::Symlink => {
                 let target = entry.link_name_bytes().ok_or_else(|| refuse("symlink without a target"))?;
                 let target =
                     String::from_utf8(target.into_owned()).map_err(|_| refuse("symlink target is not UTF-8"))?;
-                links.insert(rel, target);
+                layout.add(&raw_path, Kind::Link, Some(&target)).map_err(unsafe_entry)?;
             }
             tar::EntryType::Link => return Err(refuse("hard links are not allowed in artifacts")),
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
@@ -349,24 +344,9 @@ pub fn unpack(
             other => return Err(refuse(&format!("unsupported entry type {other:?}"))),
         }
     }
-    // Nothing may have been written through a path that the archive makes a symlink.
-    for path in seen.keys() {
-        if let Some(link) = links.keys().find(|l| path.starts_with(&format!("{l}/"))) {
-            return Err(CacheError::UnsafeEntry {
-                entry: path.clone(),
-                reason: format!("would be written through the symlink {link}"),
-            });
-        }
-    }
-    for (path, target) in &links {
-        check_link_stays_inside(path, target, &links)?;
-    }
-    for (path, target) in &links {
-        let out_path = dest.join(path);
-        if let Some(parent) = out_path.parent() {
-            fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
-        }
-        symlink(target, &out_path).map_err(CacheError::io(&out_path))?;
+    layout.check_links().map_err(unsafe_entry)?;
+    for (path, target) in layout.links() {
+        beneath.symlink(path, target).map_err(write_err(path))?;
         extracted.push(ArchiveFile {
             path: path.clone(),
             mode: 0o777,
@@ -379,74 +359,12 @@ pub fn unpack(
     Ok(extracted)
 }
 
-/// The name a case-insensitive, normalising file system (APFS, NTFS) would see.
-fn folded(path: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    path.nfc().collect::<String>().to_lowercase()
+fn unsafe_entry(refusal: Refusal) -> CacheError {
+    CacheError::UnsafeEntry { entry: refusal.entry, reason: refusal.reason }
 }
 
-/// A relative path of plain components only, normalised to `/` separators.
-fn safe_relative_path(raw: &str) -> Result<String, CacheError> {
-    let refuse = |reason: &str| CacheError::UnsafeEntry { entry: raw.to_string(), reason: reason.into() };
-    let path = Path::new(raw);
-    let mut parts = Vec::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => parts.push(part.to_str().ok_or_else(|| refuse("path is not UTF-8"))?),
-            Component::CurDir => {}
-            Component::ParentDir => return Err(refuse("path contains `..`")),
-            Component::RootDir | Component::Prefix(_) => return Err(refuse("absolute path")),
-        }
-    }
-    if parts.is_empty() {
-        return Err(refuse("empty path"));
-    }
-    Ok(parts.join("/"))
-}
-
-/// Resolves `target` from the directory holding `link`, following the archive's own links,
-/// and refuses anything that leaves the destination.
-fn check_link_stays_inside(link: &str, target: &str, links: &BTreeMap<String, String>) -> Result<(), CacheError> {
-    let refuse = |reason: String| CacheError::UnsafeEntry { entry: link.to_string(), reason };
-    let mut stack: Vec<String> = link.split('/').map(String::from).collect();
-    stack.pop();
-    let mut pending: Vec<String> = vec![target.to_string()];
-    let mut hops = 0;
-    while let Some(next) = pending.pop() {
-        if next.starts_with('/') {
-            return Err(refuse(format!("symlink target {target:?} is absolute")));
-        }
-        let mut components: Vec<&str> = next.split('/').collect();
-        components.reverse();
-        while let Some(part) = components.pop() {
-            match part {
-                "" | "." => {}
-                ".." => {
-                    if stack.pop().is_none() {
-                        return Err(refuse(format!("symlink target {target:?} escapes the destination")));
-                    }
-                }
-                name => {
-                    stack.push(name.to_string());
-                    if let Some(inner) = links.get(&stack.join("/")) {
-                        hops += 1;
-                        if hops > 40 {
-                            return Err(refuse("symlink loop".into()));
-                        }
-                        stack.pop();
-                        // Resolve the inner link first, then the rest of this path.
-                        let rest: Vec<&str> = components.iter().rev().copied().collect();
-                        if !rest.is_empty() {
-                            pending.push(rest.join("/"));
-                        }
-                        pending.push(inner.clone());
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
+fn rel_string(path: &Path, dest: &Path) -> String {
+    path.strip_prefix(dest).unwrap_or(path).to_string_lossy().into_owned()
 }
 
 struct HashingWriter<W> {

@@ -1,4 +1,5 @@
 use super::*;
+use std::os::unix::fs::symlink;
 
 /// Raw tar entries, written without the tar crate's path checks so that hostile archives can
 /// be crafted. Each case is named after its attack.
@@ -67,7 +68,14 @@ fn hostile_archives_are_refused_and_write_nothing_outside() {
         ("symlink_absolute_target", vec![Raw::Symlink("link", "/etc/passwd")], "absolute"),
         ("symlink_escapes_through_other_link", vec![Raw::Symlink("up", ".."), Raw::Symlink("link", "up/x")], "escapes"),
         ("symlink_to_root_then_up", vec![Raw::Symlink("d", "."), Raw::Symlink("e", "d/..")], "escapes"),
-        ("write_through_symlink", vec![Raw::Symlink("dir", "sub"), Raw::File("dir/x", b"x")], "through the symlink"),
+        ("write_through_symlink", vec![Raw::Symlink("dir", "sub"), Raw::File("dir/x", b"x")], "below the symlink"),
+        ("file_then_link_above_it", vec![Raw::File("dir/x", b"x"), Raw::Symlink("dir", "sub")], "below it"),
+        (
+            "chain_of_links_through_a_link",
+            vec![Raw::Symlink("a/b", ".."), Raw::Symlink("a/b/c", "../.."), Raw::File("a/b/c/d/e", b"evil")],
+            "below the symlink a/b",
+        ),
+        ("file_below_a_file", vec![Raw::File("a", b"1"), Raw::File("a/b", b"2")], "below the file"),
         ("hard_link", vec![Raw::File("a", b"a"), Raw::HardLink("b", "a")], "hard links"),
         ("hard_link_outside", vec![Raw::HardLink("b", "/etc/passwd")], "hard links"),
         ("fifo", vec![Raw::Fifo("pipe")], "device"),
@@ -86,6 +94,7 @@ fn hostile_archives_are_refused_and_write_nothing_outside() {
         let err = result.expect_err(name).to_string();
         assert!(err.contains(expect), "{name}: {err}");
         assert_eq!(outside_dest(root.path()), Vec::<PathBuf>::new(), "{name} wrote outside");
+        assert_eq!(crate::cache::first_escape(&root.path().join("sandbox/dest")), None, "{name} left an escape");
         assert!(!Path::new("/tmp/tbuild-evil-abs").exists());
     }
 }

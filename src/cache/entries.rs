@@ -7,7 +7,8 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{ActionRecord, CacheError, LocalCache, is_digest};
+use super::no_follow::read_capped;
+use super::{ActionRecord, CacheError, LocalCache, MAX_RECORD_BYTES, is_digest};
 
 /// One action record on disk.
 #[derive(Debug)]
@@ -37,17 +38,17 @@ pub fn records(cache: &LocalCache) -> Result<Vec<Entry>, CacheError> {
     let mut entries = Vec::new();
     for path in sharded_files(&cache.versioned_dir().join("actions"), ".json")? {
         let Some(key) = file_stem(&path, ".json") else { continue };
-        let meta = match fs::metadata(&path) {
+        // Not followed: the size and age of whatever sits there, link or FIFO included.
+        let meta = match fs::symlink_metadata(&path) {
             Ok(meta) => meta,
             Err(err) if err.kind() == ErrorKind::NotFound => continue,
             Err(source) => return Err(CacheError::Io { path, source }),
         };
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == ErrorKind::NotFound => continue,
-            Err(source) => return Err(CacheError::Io { path, source }),
+        let record = match read_record_file(&path)? {
+            RecordFile::Missing => continue,
+            RecordFile::Unusable(reason) => Err(format!("unreadable record: {reason}")),
+            RecordFile::Read(bytes) => ActionRecord::from_json(&bytes).map_err(|e| format!("unreadable record: {e}")),
         };
-        let record = ActionRecord::from_json(&bytes).map_err(|e| format!("unreadable record: {e}"));
         let last_used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         entries.push(Entry { key, path, record_size: meta.len(), last_used, record });
     }
@@ -55,12 +56,46 @@ pub fn records(cache: &LocalCache) -> Result<Vec<Entry>, CacheError> {
     Ok(entries)
 }
 
+/// What reading a record file found.
+pub enum RecordFile {
+    Missing,
+    /// Not a regular file, or bigger than [`MAX_RECORD_BYTES`]: why.
+    Unusable(String),
+    Read(Vec<u8>),
+}
+
+/// The bytes of the record file at `path`, read the one way every reader uses: the file is
+/// not followed if it is a link, a FIFO does not block, only a regular file of at most
+/// [`MAX_RECORD_BYTES`] is read.
+pub fn read_record_file(path: &Path) -> Result<RecordFile, CacheError> {
+    match read_capped(path, MAX_RECORD_BYTES) {
+        Ok((bytes, _)) => Ok(RecordFile::Read(bytes)),
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(RecordFile::Missing),
+        Err(err) if err.kind() == ErrorKind::InvalidData => Ok(RecordFile::Unusable(err.to_string())),
+        Err(source) => Err(CacheError::Io { path: path.into(), source }),
+    }
+}
+
+/// Removes whatever is at `path` in the store (a file, a link, a FIFO, or a dir planted
+/// where a file belongs), never following a link. Gone already is fine.
+pub(crate) fn remove_cache_file(path: &Path) -> std::io::Result<()> {
+    let removed = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(err) => Err(err),
+    };
+    match removed {
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// Every archive in the blob store, sorted by digest.
 pub fn blobs(cache: &LocalCache) -> Result<Vec<Blob>, CacheError> {
     let mut blobs = Vec::new();
     for path in sharded_files(&cache.versioned_dir().join("blobs"), ".tar.zst")? {
         let Some(digest) = file_stem(&path, ".tar.zst") else { continue };
-        match fs::metadata(&path) {
+        match fs::symlink_metadata(&path) {
             Ok(meta) => blobs.push(Blob { digest, path, size: meta.len() }),
             Err(err) if err.kind() == ErrorKind::NotFound => continue,
             Err(source) => return Err(CacheError::Io { path, source }),
@@ -74,7 +109,8 @@ pub fn blobs(cache: &LocalCache) -> Result<Vec<Blob>, CacheError> {
 fn sharded_files(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, CacheError> {
     let mut found = Vec::new();
     for shard in read_dir(dir)? {
-        if shard.is_dir() {
+        // A shard that is a link is not ours: never list (and so never delete) through it.
+        if fs::symlink_metadata(&shard).is_ok_and(|m| m.is_dir()) {
             found.extend(read_dir(&shard)?.into_iter().filter(|p| p.to_string_lossy().ends_with(suffix)));
         }
     }

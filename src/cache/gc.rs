@@ -192,13 +192,14 @@ enum Eviction {
 fn evict(cache: &LocalCache, entry: &Entry) -> Result<Eviction, CacheError> {
     let Some(_lock) = cache.try_lock_key(&entry.key)? else { return Ok(Eviction::InUse) };
     // A hit since the scan refreshed the mtime (or the entry was rebuilt): keep it.
-    match fs::metadata(&entry.path).and_then(|m| m.modified()) {
+    match fs::symlink_metadata(&entry.path).and_then(|m| m.modified()) {
         Ok(mtime) if mtime != entry.last_used => return Ok(Eviction::UsedMeanwhile),
         Ok(_) => {}
         Err(err) if err.kind() == ErrorKind::NotFound => return Ok(Eviction::Done),
         Err(source) => return Err(CacheError::Io { path: entry.path.clone(), source }),
     }
     remove_file(&entry.path)?;
+    // `target` is a plain name: validated with the record (`record_check`).
     if let Ok(record) = &entry.record {
         let _ = fs::remove_file(cache.log_path(&record.target, &entry.key));
     }
@@ -324,11 +325,9 @@ pub(crate) fn remove_tree(dir: &Path, tmp: &Path) -> Result<(), CacheError> {
     }
 }
 
+/// Removes a record or archive, whatever was planted there (see `entries::remove_cache_file`).
 fn remove_file(path: &Path) -> Result<(), CacheError> {
-    match fs::remove_file(path) {
-        Err(err) if err.kind() != ErrorKind::NotFound => Err(CacheError::Io { path: path.into(), source: err }),
-        _ => Ok(()),
-    }
+    entries::remove_cache_file(path).map_err(CacheError::io(path))
 }
 
 /// Apparent size of a file or a tree (symlinks not followed).

@@ -16,13 +16,13 @@
 
 use std::fs;
 use std::io::ErrorKind;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::{
-    ActionRecord, ArchiveFile, ArtifactStore, CacheError, CorruptEntry, LocalCache, RECORD_FORMAT, UnpackLimits, unpack,
-};
+use super::local::RecordRead;
+use super::no_follow::{Beneath, open_regular};
+use super::{ActionRecord, ArchiveFile, ArtifactStore, CacheError, CorruptEntry, LocalCache, UnpackLimits, unpack};
 
 /// How a hit's files reach `--out`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -49,14 +49,18 @@ impl std::fmt::Display for LinkMode {
 /// The mtime of every file of a tree: a write anywhere moves it.
 const TREE_MTIME: Duration = Duration::from_secs(1);
 
-fn tree_dir(cache: &LocalCache, digest: &str) -> PathBuf {
+pub(super) fn tree_dir(cache: &LocalCache, digest: &str) -> PathBuf {
     cache.trees_dir().join(&digest[..2.min(digest.len())]).join(digest)
 }
 
 /// Restores `key` into `dest` (an empty dir) by linking from its tree, making the tree from
 /// the archive first if needed. `None` when the key is not in the cache or its entry failed
-/// a check (reported through `on_corrupt`): the caller then takes the copy path, which
-/// drops or rebuilds it.
+/// a check: the caller then takes the copy path, which reports and drops a bad entry (or
+/// rebuilds a missing one).
+///
+/// The record goes through the same validation as in copy mode before anything is touched
+/// (`LocalCache::read_record`), a hit needs its archive present with its recorded size, and
+/// every file is linked into `dest` through [`Beneath`], which follows no link.
 pub fn restore_linked(
     cache: &LocalCache,
     key: &str,
@@ -65,37 +69,39 @@ pub fn restore_linked(
     on_corrupt: &mut dyn FnMut(CorruptEntry),
     warn: &dyn Fn(&str),
 ) -> Result<Option<ActionRecord>, CacheError> {
-    let Some(record) = cache.get_json::<ActionRecord>(&cache.action_path(key)) else { return Ok(None) };
-    if record.format > RECORD_FORMAT {
+    let RecordRead::Found(record) = cache.read_record(key)? else { return Ok(None) };
+    let record = *record;
+    if !archive_present(cache, &record) {
         return Ok(None);
     }
     let tree = tree_dir(cache, &record.artifact_digest);
     if !tree_intact(&tree, &record.files) {
-        if tree.exists() {
+        if fs::symlink_metadata(&tree).is_ok() {
             tracing::info!("tree {} changed since it was made; re-making it", tree.display());
             remove_tree(cache, &tree);
         }
         // A full check of the archive, as a copy restore does.
         let Some(hit) = cache.get(key, on_corrupt)? else { return Ok(None) };
-        if !make_tree(cache, &hit.archive, &tree, &hit.record.files)? {
-            return Ok(None);
+        match make_tree(cache, &hit.archive, &tree, &hit.record.files) {
+            Ok(true) => {}
+            // Refused or not as its record says: the copy path unpacks it again, reports
+            // why and drops the entry.
+            Ok(false) | Err(CacheError::UnsafeEntry { .. } | CacheError::CorruptArchive { .. }) => return Ok(None),
+            Err(err) => return Err(err),
         }
     }
+    let beneath = Beneath::open(dest).map_err(CacheError::io(dest))?;
     let mut fell_back = false;
     for file in &record.files {
-        let (from, to) = (tree.join(&file.path), dest.join(&file.path));
-        if let Some(parent) = to.parent() {
-            fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
-        }
+        let (from, rel) = (tree.join(&file.path), file.path.as_str());
+        let to = beneath.path(rel);
         if let Some(target) = &file.link {
-            symlink(target, &to).map_err(CacheError::io(&to))?;
+            beneath.symlink(rel, target).map_err(CacheError::io(&to))?;
             continue;
         }
         let linked = match mode {
-            LinkMode::Hardlink => fs::hard_link(&from, &to),
-            LinkMode::Reflink => {
-                reflink(&from, &to).and_then(|()| fs::set_permissions(&to, fs::Permissions::from_mode(file.mode)))
-            }
+            LinkMode::Hardlink => beneath.hard_link(&from, rel),
+            LinkMode::Reflink => reflink(&from, &beneath, rel, file.mode),
             LinkMode::Copy => Err(ErrorKind::Unsupported.into()),
         };
         match linked {
@@ -109,17 +115,27 @@ pub fn restore_linked(
                     warn(&format!("--link-mode {mode} is not possible for {} ({err}); copying", to.display()));
                     fell_back = true;
                 }
-                let _ = fs::remove_file(&to);
-                fs::copy(&from, &to).map_err(CacheError::io(&to))?;
-                fs::set_permissions(&to, fs::Permissions::from_mode(file.mode)).map_err(CacheError::io(&to))?;
+                copy_file(&from, &beneath, rel, file.mode).map_err(CacheError::io(&to))?;
             }
         }
     }
     Ok(Some(record))
 }
 
-/// Whether `tree` holds exactly `files`, untouched since it was made (see the module doc).
+/// A linked hit needs its archive as much as a copied one: present, of its recorded size
+/// (one `stat`; its digest is checked whenever the tree is made, and by `cache verify`).
+fn archive_present(cache: &LocalCache, record: &ActionRecord) -> bool {
+    fs::symlink_metadata(cache.blob_path(&record.artifact_digest))
+        .is_ok_and(|m| m.is_file() && m.len() == record.artifact_size)
+}
+
+/// Whether `tree` is a real dir holding exactly `files`, untouched since it was made (see
+/// the module doc). Stats only: a flipped byte with its mtime put back passes here and is
+/// found by `cache verify`, which hashes trees.
 fn tree_intact(tree: &Path, files: &[ArchiveFile]) -> bool {
+    if !fs::symlink_metadata(tree).is_ok_and(|m| m.is_dir()) {
+        return false;
+    }
     let epoch_plus = SystemTime::UNIX_EPOCH + TREE_MTIME;
     files.iter().all(|f| {
         let path = tree.join(&f.path);
@@ -138,8 +154,13 @@ fn tree_intact(tree: &Path, files: &[ArchiveFile]) -> bool {
     })
 }
 
-fn read_only(mode: u32) -> u32 {
+pub(super) fn read_only(mode: u32) -> u32 {
     mode & 0o555
+}
+
+/// The mtime every file of a tree has.
+pub(super) fn tree_mtime() -> SystemTime {
+    SystemTime::UNIX_EPOCH + TREE_MTIME
 }
 
 /// Unpacks `archive` into a temp dir and renames it to `tree`. `false` when the archive's
@@ -156,15 +177,20 @@ fn make_tree(cache: &LocalCache, archive: &Path, tree: &Path, files: &[ArchiveFi
     }
     for file in files.iter().filter(|f| f.link.is_none()) {
         let path = temp.path().join(&file.path);
-        let handle = fs::File::options().write(true).open(&path).map_err(CacheError::io(&path))?;
-        handle.set_modified(SystemTime::UNIX_EPOCH + TREE_MTIME).map_err(CacheError::io(&path))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(read_only(file.mode))).map_err(CacheError::io(&path))?;
+        // Unpacked a moment ago, below no link (entry_layout); O_NOFOLLOW all the same.
+        let handle = fs::File::options()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(CacheError::io(&path))?;
+        handle.set_modified(tree_mtime()).map_err(CacheError::io(&path))?;
+        handle.set_permissions(fs::Permissions::from_mode(read_only(file.mode))).map_err(CacheError::io(&path))?;
     }
     let temp = temp.keep();
     match fs::rename(&temp, tree) {
         Ok(()) => Ok(true),
         // Another run made it first: the same bytes.
-        Err(_) if tree.is_dir() => {
+        Err(_) if fs::symlink_metadata(tree).is_ok_and(|m| m.is_dir()) => {
             let _ = fs::remove_dir_all(&temp);
             Ok(true)
         }
@@ -177,7 +203,7 @@ fn make_tree(cache: &LocalCache, archive: &Path, tree: &Path, files: &[ArchiveFi
 
 /// Moves a damaged tree aside, then deletes it; readers linking from it meanwhile fail with
 /// NotFound and take the copy path.
-fn remove_tree(cache: &LocalCache, tree: &Path) {
+pub(super) fn remove_tree(cache: &LocalCache, tree: &Path) {
     let Ok(aside) = tempfile::Builder::new().prefix(".stale-").tempdir_in(cache.trees_dir()) else { return };
     let aside = aside.keep().join("tree");
     if fs::rename(tree, &aside).is_ok() {
@@ -200,19 +226,30 @@ fn remove_abandoned(trees: &Path) {
     }
 }
 
-/// A copy-on-write clone of `from` at `to` (FICLONE), where the filesystem supports it.
-fn reflink(from: &Path, to: &Path) -> std::io::Result<()> {
+/// A copy-on-write clone of the tree's file `from` as `rel` beneath `dest` (FICLONE), where
+/// the filesystem supports it.
+fn reflink(from: &Path, dest: &Beneath, rel: &str, mode: u32) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let src = fs::File::open(from)?;
-    let dst = fs::File::options().write(true).create_new(true).open(to)?;
+    let (src, _) = open_regular(from)?;
+    let dst = dest.create_file(rel, mode)?;
     // SAFETY: FICLONE takes the source fd as its argument; both fds are open for the call.
     let done = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
     if done == 0 {
-        return Ok(());
+        return dst.set_permissions(fs::Permissions::from_mode(mode));
     }
     let err = std::io::Error::last_os_error();
     drop(dst);
-    let _ = fs::remove_file(to);
+    // Its parents were just opened without following links: this path is the file we made.
+    let _ = fs::remove_file(dest.path(rel));
     // Unsupported here: not a NotFound, so the caller copies.
     Err(if err.kind() == ErrorKind::NotFound { std::io::Error::other(err) } else { err })
+}
+
+/// A plain copy of the tree's file `from` as `rel` beneath `dest` (a failed link or clone
+/// left nothing there).
+fn copy_file(from: &Path, dest: &Beneath, rel: &str, mode: u32) -> std::io::Result<()> {
+    let (mut src, _) = open_regular(from)?;
+    let mut dst = dest.create_file(rel, mode)?;
+    std::io::copy(&mut src, &mut dst)?;
+    dst.set_permissions(fs::Permissions::from_mode(mode))
 }

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::archive::digest_file;
 use super::atomic::{sync_dir, write_atomic};
+use super::entries::{RecordFile, read_record_file, remove_cache_file};
+use super::no_follow::open_regular;
 use super::{ActionRecord, ArtifactStore, CacheError, CacheHit, CorruptEntry, HitSource, LAYOUT_VERSION};
 
 /// Format of action records written by this tbuild.
@@ -150,22 +151,14 @@ impl LocalCache {
         }
     }
 
-    fn drop_entry(&self, key: &str, blob: Option<&Path>) {
-        // Best effort: a failure here only means the next reader drops it again.
-        let _ = fs::remove_file(self.action_path(key));
-        if let Some(blob) = blob {
-            let _ = fs::remove_file(blob);
-        }
-    }
-}
-
-impl ArtifactStore for LocalCache {
-    fn get(&self, key: &str, on_corrupt: &mut dyn FnMut(CorruptEntry)) -> Result<Option<CacheHit>, CacheError> {
+    /// The record of `key`, read the one safe way (see `entries::read_record_file`) and
+    /// validated ([`ActionRecord::from_json`]); a record of a newer format is an error.
+    pub(crate) fn read_record(&self, key: &str) -> Result<RecordRead, CacheError> {
         let path = self.action_path(key);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(CacheError::Io { path, source }),
+        let bytes = match read_record_file(&path)? {
+            RecordFile::Missing => return Ok(RecordRead::Missing),
+            RecordFile::Unusable(reason) => return Ok(RecordRead::Bad(reason)),
+            RecordFile::Read(bytes) => bytes,
         };
         // A newer tbuild may have changed anything but `format`: look at that alone first.
         #[derive(serde::Deserialize)]
@@ -177,32 +170,68 @@ impl ArtifactStore for LocalCache {
         {
             return Err(CacheError::NewerFormat { path, found: format, supported: RECORD_FORMAT });
         }
-        let parsed = ActionRecord::from_json(&bytes).and_then(|record| match record.key == key {
-            true => Ok(record),
-            false => Err(format!("it is stored under {key} but says it is {}", record.key)),
-        });
-        let record = match parsed {
-            Ok(record) => record,
-            Err(err) => {
+        Ok(match ActionRecord::from_json(&bytes) {
+            Ok(record) if record.key == key => RecordRead::Found(Box::new(record)),
+            Ok(record) => RecordRead::Bad(format!("it is stored under {key} but says it is {}", record.key)),
+            Err(reason) => RecordRead::Bad(reason),
+        })
+    }
+
+    fn drop_entry(&self, key: &str, blob: Option<&Path>) {
+        // Best effort: a failure here only means the next reader drops it again.
+        let _ = remove_cache_file(&self.action_path(key));
+        if let Some(blob) = blob {
+            let _ = remove_cache_file(blob);
+        }
+    }
+}
+
+/// What reading the record of a key found.
+pub(crate) enum RecordRead {
+    Missing,
+    /// Unusable (not a regular file, too big, unparsable, failing validation): why.
+    Bad(String),
+    Found(Box<ActionRecord>),
+}
+
+/// The blake3 hex of the archive at `blob`, which must be a regular file (not a link, a
+/// FIFO or a device: see `no_follow`). Its size is not compared with the record's here: a
+/// sound archive under a lying record is the record's fault, found by the unpack limits,
+/// and must not be dropped with it (another record may share it).
+fn blob_digest(blob: &Path) -> std::io::Result<String> {
+    let (file, _) = open_regular(blob)?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(file)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+impl ArtifactStore for LocalCache {
+    fn get(&self, key: &str, on_corrupt: &mut dyn FnMut(CorruptEntry)) -> Result<Option<CacheHit>, CacheError> {
+        let path = self.action_path(key);
+        let record = match self.read_record(key)? {
+            RecordRead::Missing => return Ok(None),
+            RecordRead::Found(record) => *record,
+            RecordRead::Bad(reason) => {
                 on_corrupt(CorruptEntry {
                     key: key.into(),
-                    path: path.clone(),
-                    reason: format!("unreadable action record: {err}"),
+                    path,
+                    reason: format!("unreadable action record: {reason}"),
                 });
                 self.drop_entry(key, None);
                 return Ok(None);
             }
         };
         let blob = self.blob_path(&record.artifact_digest);
-        let reason = match digest_file(&blob) {
-            Ok(actual) if actual.to_hex().as_str() == record.artifact_digest => {
+        let reason = match blob_digest(&blob) {
+            Ok(actual) if actual == record.artifact_digest => {
                 record_use(&path);
                 return Ok(Some(CacheHit { record, archive: blob, source: HitSource::Local }));
             }
-            Ok(actual) => format!("archive digest is {}, its record says {}", actual.to_hex(), record.artifact_digest),
+            Ok(actual) => format!("archive digest is {actual}, its record says {}", record.artifact_digest),
             // Record gone too: `tbuild cache gc` evicted the entry since we read it. A miss.
             Err(err) if err.kind() == ErrorKind::NotFound && !path.exists() => return Ok(None),
             Err(err) if err.kind() == ErrorKind::NotFound => "its archive is missing".to_string(),
+            Err(err) if err.kind() == ErrorKind::InvalidData => format!("its archive is unusable: {err}"),
             Err(source) => return Err(CacheError::Io { path: blob, source }),
         };
         on_corrupt(CorruptEntry { key: key.into(), path: blob.clone(), reason });
@@ -221,7 +250,8 @@ impl ArtifactStore for LocalCache {
         let _blobs = self.lock_blobs(false)?;
         let parent = blob.parent().expect("blob paths are sharded");
         fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
-        if blob.exists() {
+        // Not followed: a link or FIFO planted under the archive's name is replaced.
+        if fs::symlink_metadata(&blob).is_ok_and(|m| m.is_file()) {
             // Same digest, same bytes: keep the stored copy, drop ours.
             let _ = fs::remove_file(archive);
         } else {
@@ -337,20 +367,39 @@ mod tests {
         let archive = cache.tmp_dir().join("a");
         fs::write(&archive, b"archive bytes").unwrap();
         let digest = blake3::hash(b"archive bytes").to_hex().to_string();
-        cache.put(&record("k1", &digest, 13), &archive).unwrap();
+        let k1 = "1".repeat(64);
+        cache.put(&record(&k1, &digest, 13), &archive).unwrap();
         assert!(!archive.exists(), "put moves the archive into the store");
         let mut corrupt = vec![];
-        let hit = cache.get("k1", &mut |c| corrupt.push(c)).unwrap().unwrap();
+        let hit = cache.get(&k1, &mut |c| corrupt.push(c)).unwrap().unwrap();
         assert_eq!(hit.record.artifact_digest, digest);
         assert!(dir.path().join("CACHEDIR.TAG").exists());
 
         fs::write(cache.blob_path(&digest), b"archive bytez").unwrap();
-        assert!(cache.get("k1", &mut |c| corrupt.push(c)).unwrap().is_none());
+        assert!(cache.get(&k1, &mut |c| corrupt.push(c)).unwrap().is_none());
         assert_eq!(corrupt.len(), 1);
         assert!(corrupt[0].reason.contains("digest"), "{}", corrupt[0].reason);
-        assert!(!cache.action_path("k1").exists());
-        assert!(cache.get("k1", &mut |c| corrupt.push(c)).unwrap().is_none());
+        assert!(!cache.action_path(&k1).exists());
+        assert!(cache.get(&k1, &mut |c| corrupt.push(c)).unwrap().is_none());
         assert_eq!(corrupt.len(), 1, "a dropped entry is a plain miss");
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_to_dev_zero_is_a_bad_record_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LocalCache::open(dir.path()).unwrap();
+        let (fifo, zero) = ("f".repeat(64), "e".repeat(64));
+        fs::create_dir_all(cache.action_path(&fifo).parent().unwrap()).unwrap();
+        fs::create_dir_all(cache.action_path(&zero).parent().unwrap()).unwrap();
+        let mode = rustix::fs::Mode::from_raw_mode(0o644);
+        rustix::fs::mknodat(rustix::fs::CWD, cache.action_path(&fifo), rustix::fs::FileType::Fifo, mode, 0).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", cache.action_path(&zero)).unwrap();
+        for key in [&fifo, &zero] {
+            let mut corrupt = vec![];
+            assert!(cache.get(key, &mut |c| corrupt.push(c)).unwrap().is_none());
+            assert!(corrupt[0].reason.contains("not a regular file"), "{}", corrupt[0].reason);
+            assert!(fs::symlink_metadata(cache.action_path(key)).is_err(), "dropped");
+        }
     }
 
     #[test]

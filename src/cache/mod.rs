@@ -11,14 +11,18 @@ pub mod clean;
 mod derivation;
 mod dir_lock;
 pub mod entries;
+mod entry_layout;
 pub mod gc;
 mod link;
 mod local;
 mod memo;
+mod no_follow;
+mod record_check;
 pub mod remote;
 pub mod usage;
 pub mod verify;
 mod verify_restore;
+mod verify_trees;
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +36,8 @@ pub use dir_lock::CacheDirLock;
 pub use link::{LinkMode, restore_linked};
 pub use local::{BlobsLock, KeyLock, LAST_USE_RESOLUTION, LocalCache, RECORD_FORMAT};
 pub use memo::BlobDigestMemo;
+pub use no_follow::first_escape;
+pub use record_check::{MAX_RECORD_BYTES, is_name};
 
 /// Version of the on-disk format under `<cache>/v<N>/`. When bumping this, also bump
 /// `crate::key::KEY_VERSION` if key derivation changed, and update `cache-layout.md`.
@@ -89,17 +95,12 @@ pub struct ActionRecord {
 }
 
 impl ActionRecord {
-    /// Parses and checks a record read from a cache. The digest becomes a path in the blob
-    /// store (which a corrupt entry makes us delete), so anything but 64 lowercase hex digits
-    /// is refused here: a hostile record must not name `../../somewhere`.
+    /// Parses and checks a record read from a cache: every reader of a record (local or
+    /// remote tier, copy or link mode, gc, verify, bundles) comes through here or
+    /// [`ActionRecord::validate`], before anything is touched.
     pub fn from_json(bytes: &[u8]) -> Result<ActionRecord, String> {
         let record: ActionRecord = serde_json::from_slice(bytes).map_err(|err| err.to_string())?;
-        if !is_digest(&record.artifact_digest) {
-            return Err(format!("artifact_digest {:?} is not a blake3 hex digest", record.artifact_digest));
-        }
-        if let Some(file) = record.files.iter().find(|f| f.digest.as_deref().is_some_and(|d| !is_digest(d))) {
-            return Err(format!("the digest of {:?} is not a blake3 hex digest", file.path));
-        }
+        record.validate()?;
         Ok(record)
     }
 }

@@ -1,5 +1,6 @@
 //! `tbuild cache verify`: re-hash every archive against its name, check every record
-//! against its archive, and test-unpack every entry that passes (as a restore would). Report-only by default (the bad files stay for inspection; readers
+//! against its archive, every unpacked tree against its record (`verify_trees`), and
+//! test-unpack every entry that passes, as a restore would. Report-only by default (the bad files stay for inspection; readers
 //! already refuse them); `--fix` removes them. Either way, finding corruption is exit 7.
 
 use std::collections::BTreeMap;
@@ -8,13 +9,14 @@ use std::io::ErrorKind;
 use std::path::PathBuf;
 
 use super::archive::digest_file;
-use super::entries;
-use super::{CacheError, LocalCache};
+use super::{CacheError, LocalCache, entries, verify_trees};
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct VerifyReport {
     pub records: usize,
     pub archives: usize,
+    /// Unpacked trees checked (`v1/trees/`, made by `--link-mode hardlink|reflink`).
+    pub trees: usize,
     pub bytes_hashed: u64,
     pub problems: Vec<Problem>,
 }
@@ -23,7 +25,7 @@ pub struct VerifyReport {
 #[derive(Debug, serde::Serialize)]
 pub struct Problem {
     pub path: PathBuf,
-    /// `record` or `archive`.
+    /// `record`, `archive` or `tree`.
     pub kind: &'static str,
     /// The target of a record, when it could be read.
     pub target: Option<String>,
@@ -52,6 +54,17 @@ pub fn verify(cache: &LocalCache, fix: bool, max_entry_size: u64) -> Result<Veri
                 false
             }
             Err(err) if err.kind() == ErrorKind::NotFound => continue, // gc'd meanwhile
+            Err(err) if err.kind() == ErrorKind::InvalidData => {
+                let reason = format!("unusable: {err}");
+                report.problems.push(Problem {
+                    path: blob.path.clone(),
+                    kind: "archive",
+                    target: None,
+                    reason,
+                    removed: false,
+                });
+                false
+            }
             Err(source) => return Err(CacheError::Io { path: blob.path, source }),
         };
         report.archives += 1;
@@ -59,14 +72,18 @@ pub fn verify(cache: &LocalCache, fix: bool, max_entry_size: u64) -> Result<Veri
         archive_ok.insert(blob.digest, ok);
     }
     // Records: readable, named by their key, pointing at a present, sound archive of their size.
+    let mut files_of: BTreeMap<String, Vec<super::ArchiveFile>> = BTreeMap::new();
     for entry in entries::records(cache)? {
         report.records += 1;
+        if let Ok(r) = &entry.record {
+            files_of.entry(r.artifact_digest.clone()).or_insert_with(|| r.files.clone());
+        }
         let reason = match &entry.record {
             Err(reason) => Some(reason.clone()),
             Ok(r) if r.key != entry.key => Some(format!("it holds key {}, not the key it is named by", r.key)),
             Ok(r) => {
                 let blob = cache.blob_path(&r.artifact_digest);
-                match (archive_ok.get(&r.artifact_digest), fs::metadata(&blob)) {
+                match (archive_ok.get(&r.artifact_digest), fs::symlink_metadata(&blob)) {
                     (Some(false), _) => Some("its archive is corrupt".to_string()),
                     (_, Ok(meta)) if meta.len() != r.artifact_size => {
                         Some(format!("its archive has {} bytes, the record says {}", meta.len(), r.artifact_size))
@@ -112,6 +129,8 @@ pub fn verify(cache: &LocalCache, fix: bool, max_entry_size: u64) -> Result<Veri
         let target = entry.record.as_ref().ok().map(|r| r.target.clone());
         report.problems.push(Problem { path: entry.path, kind: "record", target, reason, removed: false });
     }
+    // Trees (--link-mode hardlink|reflink): every file hashed against a record's digest.
+    report.trees = verify_trees::check(cache, &files_of, &mut report.problems)?;
     if fix {
         remove_problems(cache, &mut report.problems)?;
     }
@@ -130,13 +149,16 @@ fn remove_problems(cache: &LocalCache, problems: &mut [Problem]) -> Result<(), C
     for problem in problems.iter_mut().filter(|p| p.kind == "archive") {
         problem.removed = remove(&problem.path)?;
     }
+    // A tree is derived data: moved aside and deleted (a reader linking from it meanwhile
+    // takes the copy path); the next linked hit makes it again from the archive.
+    for problem in problems.iter_mut().filter(|p| p.kind == "tree") {
+        super::link::remove_tree(cache, &problem.path);
+        problem.removed = fs::symlink_metadata(&problem.path).is_err();
+    }
     Ok(())
 }
 
 fn remove(path: &std::path::Path) -> Result<bool, CacheError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(err) if err.kind() == ErrorKind::NotFound => Ok(true),
-        Err(source) => Err(CacheError::Io { path: path.into(), source }),
-    }
+    entries::remove_cache_file(path).map_err(CacheError::io(path))?;
+    Ok(true)
 }

@@ -126,10 +126,11 @@ fn verify(cache: &LocalCache, fix: bool, json: bool, max_entry_size: u64, report
         }
     }
     reporter.info(&format!(
-        "checked {} archives ({}) and {} records",
+        "checked {} archives ({}), {} records and {} trees",
         report.archives,
         human_bytes(report.bytes_hashed),
-        report.records
+        report.records,
+        report.trees
     ));
     let found = report.problems.len();
     let removed = report.problems.iter().filter(|p| p.removed).count();

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{LoadedTree, load_commit, load_dir};
+use crate::cache::entries::RecordFile;
 use crate::cache::{ActionRecord, BlobDigestMemo, KeyDerivation, LAYOUT_VERSION, LocalCache};
 use crate::cli::ExplainArgs;
 use crate::error::Error;
@@ -88,10 +89,16 @@ fn records_of(cache: &LocalCache, target: &str, reporter: &Reporter) -> Vec<Acti
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
-            match std::fs::read(&path).map(|b| serde_json::from_slice::<ActionRecord>(&b)) {
-                Ok(Ok(record)) if record.target == target => found.push(record),
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) | Err(_) => reporter.warn(&format!("skipping unreadable action record {}", path.display())),
+            // The one safe read (no FIFO hangs, no link followed, size capped) and validation.
+            let read = match crate::cache::entries::read_record_file(&path) {
+                Ok(RecordFile::Read(bytes)) => ActionRecord::from_json(&bytes).ok(),
+                Ok(RecordFile::Missing) => continue,
+                Ok(RecordFile::Unusable(_)) | Err(_) => None,
+            };
+            match read {
+                Some(record) if record.target == target => found.push(record),
+                Some(_) => {}
+                None => reporter.warn(&format!("skipping unreadable action record {}", path.display())),
             }
         }
     }

@@ -16,6 +16,7 @@ mod fake_http;
 mod faults;
 mod hostile;
 mod hostile_entries;
+mod hostile_restore;
 mod key_range;
 mod keys;
 mod languages;

@@ -9,20 +9,36 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::Digest;
 
-use crate::hostile::craft;
+use crate::hostile::{craft, generous_files};
 use crate::remote_servers::Nginx;
 use crate::support::*;
 
 /// `tbuild core` of tasker-ctl with cache dir CACHE and the remote.
-fn run(world: &World, cache: &str, out: &str, remote: &str) -> std::process::Output {
+pub(crate) fn run(world: &World, cache: &str, out: &str, remote: &str) -> std::process::Output {
+    core_command(world, cache, out, Some(remote), &[]).output().unwrap()
+}
+
+/// `tbuild core` of tasker-ctl into OUT with cache dir CACHE, the remote if any, and `extra`
+/// arguments; no remote setting of the environment reaches it.
+pub(crate) fn core_command(
+    world: &World,
+    cache: &str,
+    out: &str,
+    remote: Option<&str>,
+    extra: &[&str],
+) -> std::process::Command {
     let args = world.core_args("main", out, "tasker-ctl");
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-    args.extend(["--remote", remote]);
+    if let Some(remote) = remote {
+        args.extend(["--remote", remote]);
+    }
+    args.extend_from_slice(extra);
     let mut command = world.command(&args, &[]);
     for var in ["TBUILD_REMOTE", "TBUILD_SIGNING_KEY", "TBUILD_REMOTE_TOKEN", "TBUILD_REMOTE_REQUIRED"] {
         command.env_remove(var);
     }
-    command.env("TBUILD_CACHE_DIR", world.dir.path().join(cache)).output().unwrap()
+    command.env("TBUILD_CACHE_DIR", world.dir.path().join(cache));
+    command
 }
 
 /// Replaces the remote's entry of the one key by ARCHIVE with a record that agrees with it.
@@ -33,10 +49,7 @@ fn poison(nginx: &Nginx, archive: &[u8], files: Option<Value>) {
     let record = &mut remote["record"];
     record["artifact_digest"] = blake3::hash(archive).to_hex().to_string().into();
     record["artifact_size"] = archive.len().into();
-    record["files"] = files.unwrap_or_else(|| {
-        // Generous enough that the size limits let the archive reach the path checks.
-        (0..8).map(|i| serde_json::json!({"path": format!("f{i}"), "mode": 420, "size": 1 << 20})).collect()
-    });
+    record["files"] = files.unwrap_or_else(generous_files);
     remote["archive_sha256"] = sha256.clone().into();
     std::fs::write(ac, serde_json::to_vec(&remote).unwrap()).unwrap();
     std::fs::write(nginx.data.join("cache/cas").join(&sha256), archive).unwrap();

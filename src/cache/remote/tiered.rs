@@ -298,6 +298,10 @@ impl Shared {
         if !is_hex64(&record.artifact_digest) || !is_hex64(&remote.archive_sha256) {
             return refuse(&record_object, "its digests are not 64 hex digits".into());
         }
+        // The same validation as every local reader's, before the archive is downloaded.
+        if let Err(reason) = record.validate() {
+            return refuse(&record_object, format!("invalid action record: {reason}"));
+        }
         if let Some(signer) = &self.signer
             && let Err(reason) = signer.check(&remote)
         {
