@@ -446,6 +446,14 @@ pub fn marker() -> String {
 }
 EOF
 
+# As tasker-shared's real build script does, watch proto/ through the crate's symlink: cargo
+# then takes the newest mtime of the link, the directory and everything beneath it.
+w crates/tasker-shared/build.rs <<'EOF'
+fn main() {
+    println!("cargo:rerun-if-changed=proto");
+}
+EOF
+
 w crates/tasker-shared/tests/smoke.rs <<'EOF'
 #[test]
 fn marker_matches_rev() {

@@ -202,11 +202,11 @@ pub fn restore(
         }
         fs::rename(&restored, target).map_err(CacheError::io(target))?;
         let backdated = mtime::backdate_unchanged(work, sources, &manifest.sources).map_err(CacheError::io(work))?;
-        let changed = sources.len() - backdated.len();
+        let changed = sources.len() - backdated.entries.len();
         // Else the next checkout takes the back-dated files for edited ones and rewrites
         // them, and the next build recompiles every crate. Best effort: a failure costs that.
         if let Some(state_dir) = work.parent() {
-            let _ = crate::source::record_mtimes(work, state_dir, backdated);
+            let _ = crate::source::record_mtimes(work, state_dir, backdated.entries);
         }
         Ok(Restored {
             exact,

@@ -70,6 +70,14 @@ fn a_snapshot_through_the_remote_makes_a_fresh_machine_compile_only_what_changed
     assert!(b.contains("4 source files changed since"), "{b}");
     let warm_compiled = compiled(&world, "cache-b");
     assert_eq!(warm_compiled, BTreeMap::from([("tasker-ctl".to_string(), 1)]), "{b}");
+    // What the same machine compiles for the same commit (A, its target dir warm; no remote,
+    // where B's tasker-ctl would be a hit): the very same list. tasker-shared's build script
+    // watches `proto`, a symlink to a directory, so this holds only when the restore
+    // back-dated the link and the directories too, not just the files.
+    let same_machine = compiled_by(&world, "cache-a", || {
+        core(&world, "cache-a", "ctl-only", &["--warm-state", "--sccache", "never"], &[]);
+    });
+    assert_eq!(warm_compiled, same_machine, "{b}");
     // B restored under the exact key: nothing new to save.
     assert!(!b.contains("snapshot saved"), "{b}");
     let built =
@@ -110,6 +118,49 @@ fn a_snapshot_through_the_remote_makes_a_fresh_machine_compile_only_what_changed
     let f2 = core(&world, "cache-f", "shared-change", &warm, &[]);
     assert!(f2.contains("3 built"), "{f2}");
     assert!(!f2.contains("warm state:"), "{f2}");
+}
+
+#[test]
+fn a_file_removed_under_a_watched_directory_reruns_the_build_script_on_a_fresh_machine_too() {
+    let world = World::new();
+    let nginx = Nginx::start(&world.dir.path().join("nginx"));
+    let url = nginx.url();
+    let warm = ["--warm-state", "--remote", url.as_str(), "--sccache", "never"];
+    // tasker-shared's build script watches proto/ (through its `proto` symlink). Removing a
+    // file there changes no file that stays, only proto/'s own mtime: back-dating a
+    // directory whose entries changed would hide it from cargo.
+    world.git(&["checkout", "-q", "-b", "extra-proto", "base"]);
+    std::fs::write(world.repo().join("proto/extra.proto"), "syntax = \"proto3\";\n").unwrap();
+    let with_extra = world.commit_all("add proto/extra.proto");
+    world.git(&["rm", "-q", "proto/extra.proto"]);
+    let without = world.commit_all("remove proto/extra.proto");
+
+    core(&world, "cache-a", &with_extra, &warm, &[]);
+    let fresh = compiled_by(&world, "cache-b", || {
+        let b = core(&world, "cache-b", &without, &warm, &[]);
+        assert!(b.contains("warm state: restored the exact snapshot"), "{b}");
+    });
+    let same_machine = compiled_by(&world, "cache-a", || {
+        core(&world, "cache-a", &without, &["--warm-state", "--sccache", "never"], &[]);
+    });
+    assert!(same_machine.contains_key("tasker-shared"), "the build script reran: {same_machine:?}");
+    assert_eq!(fresh, same_machine);
+}
+
+/// What the builds of `run` compiled in cache dir `cache` (see [`compiled`]).
+fn compiled_by(world: &World, cache: &str, run: impl FnOnce()) -> BTreeMap<String, usize> {
+    let before = compiled(world, cache);
+    run();
+    let mut after = compiled(world, cache);
+    for (name, n) in before {
+        let left = after[&name] - n;
+        if left == 0 {
+            after.remove(&name);
+        } else {
+            after.insert(name, left);
+        }
+    }
+    after
 }
 
 /// How many itoa libraries the snapshots of cache dir `cache` hold (each snapshot is stored
