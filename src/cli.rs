@@ -160,7 +160,8 @@ pub struct RevArgs {
     #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,
 
-    /// Repository URL or local path, mirrored under the cache dir.
+    /// Repository URL or local path, mirrored under the cache dir. With --path, the
+    /// repository whose work dir and cargo target dir the build reuses.
     #[arg(long, env = "TBUILD_CORE_REPO", default_value = DEFAULT_REPO, value_name = "URL|PATH")]
     pub repo: String,
 

@@ -22,7 +22,7 @@ use crate::in_place;
 use crate::plan::{PlannedTarget, plan, recipe_and_workspace};
 use crate::publish::{Durations, Manifest, Staging, Status, TargetReport};
 use crate::report::{Phase, Reporter, human_bytes, human_duration};
-use crate::source::{checkout, repo_id};
+use crate::source::{checkout, normalise_url, repo_id};
 
 pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
     let started = Instant::now();
@@ -89,8 +89,11 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
 
     let mut failures = Vec::new();
     if !to_build.is_empty() {
-        // A --path tree builds in a copy of its own, next to no mirror.
-        let repo_dir = loaded.repo_dir.clone().unwrap_or_else(|| cache.repo_dir(&repo_id(&loaded.repo_url)));
+        // A --path tree builds in --repo's work dir and cargo target dir, as its commits do:
+        // the checkout rewrites only files whose content differs (git blob ids on both
+        // sides), so a --path miss after --sha builds compiles what changed, not everything.
+        let repo_dir =
+            loaded.repo_dir.clone().unwrap_or_else(|| cache.repo_dir(&repo_id(&normalise_url(&args.rev.repo))));
         let _work_lock = KeyLock::acquire(&repo_dir.join("work.lock"), || {
             reporter.info("waiting for another tbuild using the work dir")
         })?;

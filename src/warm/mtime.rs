@@ -47,8 +47,8 @@ pub fn set_mtime(path: &Path, mtime_nanos: u64) -> std::io::Result<()> {
 }
 
 /// What each file and symlink of `tree` holds, as an id that changes when its content does:
-/// the git blob id for a commit's file, a blake3 digest for a file on disk, `link:<target>`
-/// for a symlink.
+/// the git blob id of a file (computed for a file on disk, so a snapshot of a `--sha` build
+/// serves `--path` alike), `link:<target>` for a symlink.
 pub fn source_ids(tree: &Tree) -> BTreeMap<String, String> {
     let mut ids = BTreeMap::new();
     for (path, entry) in tree.entries() {
@@ -58,7 +58,7 @@ pub fn source_ids(tree: &Tree) -> BTreeMap<String, String> {
             }
             Entry::File { blob: None, .. } => {
                 if let Ok(bytes) = tree.read(path) {
-                    ids.insert(path.clone(), format!("b3:{}", blake3::hash(&bytes).to_hex()));
+                    ids.insert(path.clone(), format!("git:{}", crate::source::disk_blob_id(&bytes)));
                 }
             }
             Entry::Symlink { target } => {

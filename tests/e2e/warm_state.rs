@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::remote_servers::Nginx;
-use crate::support::{BINARIES, World, assert_ok, fixture_recipe, records, stderr};
+use crate::support::{BINARIES, World, assert_ok, fixture_recipe, git_in, records, run_binary, stderr};
 
 /// Runs `core` with its own cache dir `cache`; its stderr.
 fn core(world: &World, cache: &str, rev: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
@@ -145,6 +145,44 @@ fn a_file_removed_under_a_watched_directory_reruns_the_build_script_on_a_fresh_m
     });
     assert!(same_machine.contains_key("tasker-shared"), "the build script reran: {same_machine:?}");
     assert_eq!(fresh, same_machine);
+}
+
+#[test]
+fn a_path_checkout_builds_in_the_target_dir_its_repositorys_commits_warmed() {
+    let world = World::new();
+    // The same machine builds a commit, then a checkout of it with one file edited.
+    core(&world, "cache", "ctl-only", &["--sccache", "never"], &[]);
+    assert!(compiled(&world, "cache").contains_key("itoa"));
+    let co = world.dir.path().join("checkout");
+    git_in(world.dir.path(), &["clone", "-q", world.repo().to_str().unwrap(), co.to_str().unwrap()]);
+    git_in(&co, &["checkout", "-q", "ctl-only"]);
+    let main_rs = co.join("crates/tasker-ctl/src/main.rs");
+    let text = std::fs::read_to_string(&main_rs).unwrap();
+    std::fs::write(&main_rs, text.replace("\"ctl-2\"", "\"ctl-local\"")).unwrap();
+
+    let by_path = compiled_by(&world, "cache", || {
+        let (recipe, out, repo) = (fixture_recipe(), world.out("out-path"), world.repo());
+        let args = [
+            "core",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--path",
+            co.to_str().unwrap(),
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--targets",
+            BINARIES,
+            "--out",
+            out.to_str().unwrap(),
+            "--sccache",
+            "never",
+        ];
+        assert_ok(&world.tbuild(&args));
+    });
+    // --path used the commit's work dir and target dir: only the edited crate compiled.
+    assert_eq!(by_path, BTreeMap::from([("tasker-ctl".to_string(), 1)]));
+    let ctl = world.out("out-path").join("tasker-core-binaries/tasker-ctl");
+    assert_eq!(run_binary(&ctl), "tasker-ctl ctl-local shared-1");
 }
 
 /// What the builds of `run` compiled in cache dir `cache` (see [`compiled`]).
