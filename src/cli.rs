@@ -610,6 +610,11 @@ pub struct WarmArgs {
         value_parser = crate::units::parse_size)]
     pub warm_state_max_size: u64,
 
+    /// Run cargo with its fingerprint log (CARGO_LOG=cargo::core::compiler::fingerprint=info)
+    /// and list, after each build, every unit cargo found dirty with the first stale item.
+    #[arg(long, env = "TBUILD_EXPLAIN_REBUILD")]
+    pub explain_rebuild: bool,
+
     /// Compile through sccache (RUSTC_WRAPPER): `auto` uses it when it is on PATH and works,
     /// `always` warns when it does not, `never` does not look.
     #[arg(long, env = "TBUILD_SCCACHE", value_name = "WHEN", default_value = "auto")]

@@ -1,13 +1,15 @@
 //! Warm build state for misses on fresh machines (`core --warm-state`): before a cargo build
 //! into an empty cargo target dir, restore a snapshot of an earlier build's target dir; after
 //! the build, save one. See [`snapshot`] for the entries, [`prune`] for what a snapshot holds
-//! and [`mtime`] for why cargo finds the restored units fresh on another machine.
+//! and [`mtime`] for why cargo finds the restored units fresh on another machine; [`rebuild`]
+//! lists what cargo rebuilt anyway, and why (`--explain-rebuild`).
 //!
 //! Warm state never fails a build: a snapshot that cannot be restored or saved is a warning,
 //! and the build runs as it would have without one.
 
 pub mod mtime;
 pub mod prune;
+pub mod rebuild;
 pub mod sccache;
 pub mod snapshot;
 

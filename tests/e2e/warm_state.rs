@@ -185,6 +185,27 @@ fn a_path_checkout_builds_in_the_target_dir_its_repositorys_commits_warmed() {
     assert_eq!(run_binary(&ctl), "tasker-ctl ctl-local shared-1");
 }
 
+#[test]
+fn explain_rebuild_names_the_first_stale_item_of_each_dirty_unit() {
+    let world = World::new();
+    core(&world, "cache", "python-only", &["--sccache", "never"], &[]);
+    // proto-change edits proto/tasker.proto, which tasker-shared's build script watches
+    // through its `proto` symlink: the build script reruns and everything above it compiles.
+    let err = core(&world, "cache", "proto-change", &["--sccache", "never", "--explain-rebuild"], &[]);
+    assert!(
+        err.contains(
+            "tasker-shared v0.1.0 build script run: changed file crates/tasker-shared/proto \
+             (newer than target/debug/build/tasker-shared-"
+        ),
+        "{err}"
+    );
+    let summary = err.lines().find(|l| l.contains("cargo found")).expect("a summary line");
+    assert!(summary.contains("because a dependency was rebuilt, 0 never built here"), "{summary}");
+    // Without the flag, no fingerprint log and no explanation.
+    let quiet = core(&world, "cache", "base", &["--sccache", "never"], &[]);
+    assert!(!quiet.contains("cargo found"), "{quiet}");
+}
+
 /// What the builds of `run` compiled in cache dir `cache` (see [`compiled`]).
 fn compiled_by(world: &World, cache: &str, run: impl FnOnce()) -> BTreeMap<String, usize> {
     let before = compiled(world, cache);
