@@ -113,7 +113,9 @@ fn unit_name(header: &str) -> String {
 
 /// The reason after `dirty: `, in words, with paths shortened.
 fn reason_of(reason: &str, roots: &[(&Path, &str)]) -> Why {
-    if reason.contains("StaleDepFingerprint") {
+    // A dependency rebuilt, by mtime (StaleDepFingerprint) or by its fingerprint's hash
+    // (UnitDependencyInfoChanged, e.g. after a build script ran again).
+    if reason.contains("StaleDepFingerprint") || reason.starts_with("UnitDependencyInfoChanged") {
         return Why::Dependency;
     }
     let short = |path: &str| {
@@ -168,7 +170,7 @@ mod tests {
    0.11s  INFO prepare_target{force=false}: cargo::core::compiler::fingerprint: fingerprint dirty for tasker-ctl v0.1.0 (/w/crates/tasker-ctl)/Build/TargetInner { name: "tasker-ctl", doc: true, ..: with_path("/w/crates/tasker-ctl/src/main.rs", Edition2021) }
    0.11s  INFO prepare_target{force=false}: cargo::core::compiler::fingerprint:     dirty: FsStatusOutdated(StaleDepFingerprint { unit: UnitIndex(1) })
    0.11s  INFO prepare_target{force=false}: cargo::core::compiler::fingerprint: fingerprint dirty for tasker-shared v0.1.0 (/w/crates/tasker-shared)/Build/TargetInner { name_inferred: true, ..: lib_target("tasker_shared", ["lib"], "/w/crates/tasker-shared/src/lib.rs", Edition2021) }
-   0.11s  INFO prepare_target{force=false}: cargo::core::compiler::fingerprint:     dirty: FsStatusOutdated(StaleDepFingerprint { unit: UnitIndex(6) })
+   0.11s  INFO prepare_target{force=false}: cargo::core::compiler::fingerprint:     dirty: UnitDependencyInfoChanged { unit: UnitIndex(6) }
    0.11s  INFO prepare_target{force=false}: cargo::core::compiler::fingerprint: fingerprint dirty for tasker-shared v0.1.0 (/w/crates/tasker-shared)/RunCustomBuild/TargetInner { ..: custom_build_target("build-script-build", "/w/crates/tasker-shared/build.rs", Edition2021) }
    0.11s  INFO prepare_target{force=false}: cargo::core::compiler::fingerprint:     dirty: FsStatusOutdated(StaleItem(ChangedFile { reference: "/t/debug/build/tasker-shared-763f/output", reference_mtime: FileTime { seconds: 1, nanos: 1 }, stale: "/w/crates/tasker-shared/proto", stale_mtime: FileTime { seconds: 2, nanos: 2 } }))
    0.12s  INFO prepare_target{force=false}: cargo::core::compiler::fingerprint: fingerprint dirty for tasker-client v0.1.0 (/w/crates/tasker-client)/Build/TargetInner { name_inferred: true, ..: lib_target("tasker_client", ["lib"], "/w/crates/tasker-client/src/lib.rs", Edition2021) }
