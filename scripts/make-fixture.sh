@@ -456,6 +456,16 @@ pub fn marker() -> String {
 }
 EOF
 
+# As tasker-shared's real build script does, watch proto/ through the crate's symlink, by
+# absolute path: cargo then takes the newest mtime of the link, the directory and
+# everything beneath it, and keeps the path as printed in the script's saved output.
+w crates/tasker-shared/build.rs <<'EOF'
+fn main() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    println!("cargo:rerun-if-changed={dir}/proto");
+}
+EOF
+
 w crates/tasker-shared/tests/smoke.rs <<'EOF'
 #[test]
 fn marker_matches_rev() {

@@ -160,7 +160,8 @@ pub struct RevArgs {
     #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,
 
-    /// Repository URL or local path, mirrored under the cache dir.
+    /// Repository URL or local path, mirrored under the cache dir. With --path, the
+    /// repository whose work dir and cargo target dir the build reuses.
     #[arg(long, env = "TBUILD_CORE_REPO", default_value = DEFAULT_REPO, value_name = "URL|PATH")]
     pub repo: String,
 
@@ -626,6 +627,11 @@ pub struct WarmArgs {
     #[arg(long, env = "TBUILD_WARM_STATE_MAX_SIZE", value_name = "SIZE", default_value = "3GiB",
         value_parser = crate::units::parse_size)]
     pub warm_state_max_size: u64,
+
+    /// Run cargo with its fingerprint log (CARGO_LOG=cargo::core::compiler::fingerprint=info)
+    /// and list, after each build, every unit cargo found dirty with the first stale item.
+    #[arg(long, env = "TBUILD_EXPLAIN_REBUILD")]
+    pub explain_rebuild: bool,
 
     /// Compile through sccache (RUSTC_WRAPPER): `auto` uses it when it is on PATH and works,
     /// `always` warns when it does not, `never` does not look.

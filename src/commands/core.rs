@@ -22,7 +22,7 @@ use crate::in_place;
 use crate::plan::{PlannedTarget, plan, recipe_and_workspace};
 use crate::publish::{Durations, Manifest, Staging, Status, TargetReport};
 use crate::report::{Phase, Reporter, human_bytes, human_duration};
-use crate::source::{checkout, repo_id};
+use crate::source::{checkout, normalise_url, repo_id};
 
 pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
     let started = Instant::now();
@@ -98,8 +98,11 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
 
     let mut failures = Vec::new();
     if !to_build.is_empty() {
-        // A --path tree builds in a copy of its own, next to no mirror.
-        let repo_dir = loaded.repo_dir.clone().unwrap_or_else(|| cache.repo_dir(&repo_id(&loaded.repo_url)));
+        // A --path tree builds in --repo's work dir and cargo target dir, as its commits do:
+        // the checkout rewrites only files whose content differs (git blob ids on both
+        // sides), so a --path miss after --sha builds compiles what changed, not everything.
+        let repo_dir =
+            loaded.repo_dir.clone().unwrap_or_else(|| cache.repo_dir(&repo_id(&normalise_url(&args.rev.repo))));
         let _work_lock = KeyLock::acquire(&repo_dir.join("work.lock"), || {
             reporter.info("waiting for another tbuild using the work dir")
         })?;
@@ -107,13 +110,18 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         let written = checkout(&loaded.tree, &work, &repo_dir)?;
         reporter.info(&format!("checked out {sha} ({} written)", plural(written, "file")));
         let tracked = Arc::new(loaded.tree.entries().keys().cloned().collect());
+        let dirs_work = work.clone();
         let dirs = BuildDirs { work, cargo_target: repo_dir.join("cargo-target"), tracked };
         // Warm state (src/warm): a snapshot into an empty target dir first, sccache if it works.
         let mut warm = crate::warm::WarmState::new(&args.warm, &to_build, &loaded.tree);
         if let Some(warm) = &mut warm {
             warm.before_build(&store, &dirs.cargo_target, &dirs.work, &loaded.tree, &reporter);
         }
-        let wrapper = crate::warm::sccache::build_env(args.warm.sccache, &args.remote, &reporter);
+        let mut wrapper = crate::warm::sccache::build_env(args.warm.sccache, &args.remote, &reporter);
+        if args.warm.explain_rebuild {
+            let (name, value) = crate::warm::rebuild::CARGO_LOG;
+            wrapper.insert(name.into(), value.into());
+        }
         let cargo_target = dirs.cargo_target.clone();
         let how = HowToBuild { jobs: args.jobs as usize, offline: args.rev.offline, wrapper };
         let results = build_all(to_build, dirs, &store, &sha, &reporter, how);
@@ -123,6 +131,9 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         }
         for (p, result) in results {
             github.log_group(&p.target.name, &cache.log_path(&p.target.name, &p.key));
+            if args.warm.explain_rebuild {
+                explain_rebuild(&p, cache, &dirs_work, &cargo_target, &reporter);
+            }
             // A built target is published from the cache, exactly as a hit would be.
             let restored = result.and_then(|(build, pack)| Ok((stage.restore_built(&p)?, build, pack)));
             match restored {
@@ -187,6 +198,22 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
                 total: planned.len(),
             })
         }
+    }
+}
+
+/// `--explain-rebuild`: what cargo found dirty in `p`'s build, and why (src/warm/rebuild.rs).
+fn explain_rebuild(
+    p: &PlannedTarget,
+    cache: &LocalCache,
+    work: &std::path::Path,
+    target: &std::path::Path,
+    reporter: &Reporter,
+) {
+    let log = cache.log_path(&p.target.name, &p.key);
+    let text = std::fs::read(&log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let units = crate::warm::rebuild::dirty_units(&text, &[(target, "target/"), (work, "")]);
+    for line in crate::warm::rebuild::report(&units) {
+        reporter.info(&format!("{}: {line}", p.target.name));
     }
 }
 

@@ -10,10 +10,11 @@
 //! The state file is removed before the work dir is modified and written back (atomically)
 //! only when the checkout is complete, so a crash mid-way makes the next run start clean.
 //!
-//! A tree read from disk (`core --path`) is copied the same way, with the blake3 of each
-//! file's content standing in for the blob id: builds never run in the user's checkout, so
-//! its build products, `target/` and `node_modules/` stay the user's own, and a `--path`
-//! build is as incremental as a commit's.
+//! A tree read from disk (`core --path`) is copied the same way, with the git blob id of each
+//! file's content computed from disk: builds never run in the user's checkout, so its build
+//! products, `target/` and `node_modules/` stay the user's own. `--path` and `--sha` share
+//! `--repo`'s work dir, and equal ids mean a `--path` checkout after a commit's (or the other
+//! way) rewrites only the files that differ, so cargo recompiles only their crates.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -80,7 +81,7 @@ pub fn checkout(tree: &Tree, work: &Path, state_dir: &Path) -> Result<usize, Sou
             Entry::File { blob: Some(blob), .. } => (blob.to_string(), entry.mode()),
             Entry::File { blob: None, .. } => {
                 let bytes = tree.read(path)?;
-                let id = format!("blake3:{}", blake3::hash(&bytes).to_hex());
+                let id = disk_blob_id(&bytes);
                 content = Some(bytes);
                 (id, entry.mode())
             }
@@ -119,6 +120,17 @@ pub fn checkout(tree: &Tree, work: &Path, state_dir: &Path) -> Result<usize, Sou
     fs::write(&tmp, bytes).map_err(io(&tmp))?;
     fs::rename(&tmp, &state_path).map_err(io(&state_path))?;
     Ok(written)
+}
+
+/// The git blob id of a file read from disk: the id its commit would give it, so a `--path`
+/// checkout and a `--sha` checkout into one work dir rewrite only the files that differ.
+pub fn disk_blob_id(bytes: &[u8]) -> String {
+    git2::Oid::hash_object(git2::ObjectType::Blob, bytes).map_or_else(
+        // Only fails when libgit2 cannot initialise; a digest that never equals a blob id
+        // then just rewrites the file.
+        |_| format!("blake3:{}", blake3::hash(bytes).to_hex()),
+        |oid| oid.to_string(),
+    )
 }
 
 /// Records the current mtimes of `paths` (files of the last checkout into `work` whose

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use abandoned::remove_abandoned_git_files;
-pub use checkout::{checkout, record_mtimes};
+pub use checkout::{checkout, disk_blob_id, record_mtimes};
 pub use git_init::init_git;
 pub use mirror::{FetchProgress, Mirror, normalise_url, repo_id};
 

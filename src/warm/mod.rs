@@ -1,13 +1,15 @@
 //! Warm build state for misses on fresh machines (`core --warm-state`): before a cargo build
 //! into an empty cargo target dir, restore a snapshot of an earlier build's target dir; after
 //! the build, save one. See [`snapshot`] for the entries, [`prune`] for what a snapshot holds
-//! and [`mtime`] for why cargo finds the restored units fresh on another machine.
+//! and [`mtime`] for why cargo finds the restored units fresh on another machine; [`rebuild`]
+//! lists what cargo rebuilt anyway, and why (`--explain-rebuild`).
 //!
 //! Warm state never fails a build: a snapshot that cannot be restored or saved is a warning,
 //! and the build runs as it would have without one.
 
 pub mod mtime;
 pub mod prune;
+pub mod rebuild;
 pub mod sccache;
 pub mod snapshot;
 
@@ -29,6 +31,8 @@ pub struct WarmState {
     /// Restored under the exact key: saving again would store what is there.
     restored_exact: bool,
     mark: Option<prune::Mark>,
+    /// The work dir of the build, recorded in a snapshot (see `snapshot::save`).
+    work: std::path::PathBuf,
 }
 
 impl WarmState {
@@ -58,6 +62,7 @@ impl WarmState {
             max_size: args.warm_state_max_size,
             restored_exact: false,
             mark: None,
+            work: std::path::PathBuf::new(),
         })
     }
 
@@ -71,6 +76,7 @@ impl WarmState {
         tree: &Tree,
         reporter: &Reporter,
     ) {
+        self.work = work.to_path_buf();
         let empty = std::fs::read_dir(target).map_or(true, |mut d| d.next().is_none());
         if empty {
             let sources = mtime::source_ids(tree);
@@ -115,7 +121,7 @@ impl WarmState {
             return;
         }
         let context = (tree.provenance(), mtime::source_ids(tree), self.toolchain.as_str());
-        let context = (context.0.as_str(), context.1, context.2);
+        let context = (context.0.as_str(), context.1, context.2, self.work.as_path());
         match snapshot::save(store, &local.tmp_dir(), &self.keys, target, mark, context, self.max_size) {
             Ok(Saved::Stored { size, files, took }) => reporter.info(&format!(
                 "warm state: snapshot saved ({}, {files} files) in {}",

@@ -4,6 +4,12 @@
 //! for fresh units), and no units this build did not use (artifacts of older commits and
 //! older dependency versions, which would otherwise pile up snapshot after snapshot).
 //!
+//! Build scripts are uplifted too: `build/<pkg>-<hash>/build-script-build` is a hard link of
+//! `build_script_build-<hash>` beside it, which an archive would store twice (199 MB of
+//! tasker-core's build scripts, twice). cargo links it again for a fresh build-script unit
+//! before running it (checked by hand: link removed, watched file touched, the script ran
+//! without being compiled), so only the hashed name goes in.
+//!
 //! "Used" is read from access times. Before the build every file under `.fingerprint/` gets
 //! an atime older than its mtime ([`mark`]); cargo reads each unit's fingerprint to decide
 //! whether it is fresh, and a read of such a file updates its atime even on `relatime`
@@ -96,6 +102,19 @@ pub fn select(target: &Path, mark: Mark) -> BTreeMap<String, Picked> {
         let mtime_nanos = meta.modified().map_or(0, super::mtime::nanos);
         picked.insert(rel.to_string(), Picked { path: entry.path().to_path_buf(), size: meta.len(), mtime_nanos });
     }
+    let uplifted_build_scripts: Vec<String> = picked
+        .keys()
+        .filter(|rel| {
+            rel.strip_suffix("/build-script-build").is_some_and(|dir| {
+                let hashed = format!("{dir}/build_script_build-");
+                picked.range(hashed.clone()..).next().is_some_and(|(next, _)| next.starts_with(&hashed))
+            })
+        })
+        .cloned()
+        .collect();
+    for rel in uplifted_build_scripts {
+        picked.remove(&rel);
+    }
     picked
 }
 
@@ -170,6 +189,9 @@ mod tests {
             "debug/deps/libused-aaaa.rlib",
             "debug/deps/libold-bbbb.rlib",
             "debug/build/used-aaaa/out/gen.rs",
+            "debug/build/script-cccc/build-script-build",
+            "debug/build/script-cccc/build_script_build-cccc",
+            "debug/build/lone-dddd/build-script-build",
             "debug/incremental/used-aaaa/x.bin",
             "debug/tasker-ctl",
         ] {
@@ -186,12 +208,15 @@ mod tests {
                 picked,
                 [
                     "debug/.fingerprint/used-aaaa/lib-used",
+                    // Without its hashed twin beside it, a file of that name stays.
+                    "debug/build/lone-dddd/build-script-build",
+                    "debug/build/script-cccc/build_script_build-cccc",
                     "debug/build/used-aaaa/out/gen.rs",
                     "debug/deps/libused-aaaa.rlib"
                 ]
             );
         } else {
-            assert_eq!(picked.len(), 5, "{picked:?}");
+            assert_eq!(picked.len(), 7, "{picked:?}");
         }
     }
 }

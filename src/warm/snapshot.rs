@@ -76,6 +76,10 @@ struct Manifest {
     sources: BTreeMap<String, String>,
     /// Target-dir path -> mtime in nanoseconds since the epoch.
     mtimes: BTreeMap<String, u64>,
+    /// The absolute path of the work dir the build ran in (empty in older snapshots); see
+    /// [`relocate_build_script_outputs`].
+    #[serde(default)]
+    work_dir: String,
 }
 
 /// A snapshot saved.
@@ -99,7 +103,7 @@ pub fn save(
     keys: &SnapshotKeys,
     target: &Path,
     mark: Mark,
-    (provenance, sources, toolchain): (&str, BTreeMap<String, String>, &str),
+    (provenance, sources, toolchain, work): (&str, BTreeMap<String, String>, &str, &Path),
     max_size: u64,
 ) -> Result<Saved, CacheError> {
     let started = Instant::now();
@@ -113,6 +117,7 @@ pub fn save(
         provenance: provenance.to_string(),
         sources,
         mtimes: picked.iter().map(|(rel, p)| (rel.clone(), p.mtime_nanos)).collect(),
+        work_dir: work.to_str().unwrap_or_default().to_string(),
     };
     fs::create_dir_all(tmp_dir).map_err(CacheError::io(tmp_dir))?;
     let manifest_file = tempfile::NamedTempFile::new_in(tmp_dir).map_err(CacheError::io(tmp_dir))?;
@@ -193,6 +198,7 @@ pub fn restore(
             })?;
         let restored = unpacked.join("target");
         fs::create_dir_all(&restored).map_err(CacheError::io(&restored))?;
+        relocate_build_script_outputs(&restored, &manifest, work)?;
         for (rel, nanos) in &manifest.mtimes {
             let path = restored.join(rel);
             mtime::set_mtime(&path, *nanos).map_err(CacheError::io(&path))?;
@@ -202,11 +208,11 @@ pub fn restore(
         }
         fs::rename(&restored, target).map_err(CacheError::io(target))?;
         let backdated = mtime::backdate_unchanged(work, sources, &manifest.sources).map_err(CacheError::io(work))?;
-        let changed = sources.len() - backdated.len();
+        let changed = sources.len() - backdated.entries.len();
         // Else the next checkout takes the back-dated files for edited ones and rewrites
         // them, and the next build recompiles every crate. Best effort: a failure costs that.
         if let Some(state_dir) = work.parent() {
-            let _ = crate::source::record_mtimes(work, state_dir, backdated);
+            let _ = crate::source::record_mtimes(work, state_dir, backdated.entries);
         }
         Ok(Restored {
             exact,
@@ -219,6 +225,36 @@ pub fn restore(
     })();
     let _ = fs::remove_dir_all(&unpacked);
     result.map(Some)
+}
+
+/// Rewrites the work dir the snapshot was built in to `work` in the saved output of every
+/// build-script run (`build/<pkg>-<hash>/output`, before its mtime is restored).
+///
+/// cargo keeps a build script's `rerun-if-changed` paths in that file as the script printed
+/// them, and tasker-shared's prints absolute ones (`$CARGO_MANIFEST_DIR/proto`). Its
+/// fingerprint holds them relative to the package; on a machine whose work dir is elsewhere
+/// the file's paths no longer fall inside the package, so cargo sees a changed list
+/// (`RerunIfChangedOutputPathsChanged`) and reruns the script, dirtying every crate above it.
+/// Paths under OUT_DIR need nothing: cargo maps the old OUT_DIR (`root-output`) itself.
+fn relocate_build_script_outputs(restored: &Path, manifest: &Manifest, work: &Path) -> Result<(), CacheError> {
+    let (old, new) = (manifest.work_dir.as_str(), work.to_str().unwrap_or_default());
+    if old.is_empty() || new.is_empty() || old == new {
+        return Ok(());
+    }
+    for rel in manifest.mtimes.keys() {
+        let mut parts = rel.rsplit('/');
+        let is_run_output = parts.next() == Some("output") && parts.nth(1) == Some("build");
+        if !is_run_output {
+            continue;
+        }
+        let path = restored.join(rel);
+        let text = fs::read(&path).map_err(CacheError::io(&path))?;
+        let text = String::from_utf8_lossy(&text);
+        if text.contains(old) {
+            fs::write(&path, text.replace(old, new)).map_err(CacheError::io(&path))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::remote_servers::Nginx;
-use crate::support::{BINARIES, World, assert_ok, fixture_recipe, records, stderr};
+use crate::support::{BINARIES, World, assert_ok, fixture_recipe, git_in, records, run_binary, stderr};
 
 /// Runs `core` with its own cache dir `cache`; its stderr.
 fn core(world: &World, cache: &str, rev: &str, extra: &[&str], env: &[(&str, &str)]) -> String {
@@ -70,6 +70,14 @@ fn a_snapshot_through_the_remote_makes_a_fresh_machine_compile_only_what_changed
     assert!(b.contains("4 source files changed since"), "{b}");
     let warm_compiled = compiled(&world, "cache-b");
     assert_eq!(warm_compiled, BTreeMap::from([("tasker-ctl".to_string(), 1)]), "{b}");
+    // What the same machine compiles for the same commit (A, its target dir warm; no remote,
+    // where B's tasker-ctl would be a hit): the very same list. tasker-shared's build script
+    // watches `proto`, a symlink to a directory, so this holds only when the restore
+    // back-dated the link and the directories too, not just the files.
+    let same_machine = compiled_by(&world, "cache-a", || {
+        core(&world, "cache-a", "ctl-only", &["--warm-state", "--sccache", "never"], &[]);
+    });
+    assert_eq!(warm_compiled, same_machine, "{b}");
     // B restored under the exact key: nothing new to save.
     assert!(!b.contains("snapshot saved"), "{b}");
     let built =
@@ -110,6 +118,113 @@ fn a_snapshot_through_the_remote_makes_a_fresh_machine_compile_only_what_changed
     let f2 = core(&world, "cache-f", "shared-change", &warm, &[]);
     assert!(f2.contains("3 built"), "{f2}");
     assert!(!f2.contains("warm state:"), "{f2}");
+}
+
+#[test]
+fn a_file_removed_under_a_watched_directory_reruns_the_build_script_on_a_fresh_machine_too() {
+    let world = World::new();
+    let nginx = Nginx::start(&world.dir.path().join("nginx"));
+    let url = nginx.url();
+    // One build at a time: both machines then build the targets in the same order.
+    let warm = ["--warm-state", "--remote", url.as_str(), "--sccache", "never", "--jobs", "1"];
+    // tasker-shared's build script watches proto/ (through its `proto` symlink). Removing a
+    // file there changes no file that stays, only proto/'s own mtime: back-dating a
+    // directory whose entries changed would hide it from cargo.
+    world.git(&["checkout", "-q", "-b", "extra-proto", "base"]);
+    std::fs::write(world.repo().join("proto/extra.proto"), "syntax = \"proto3\";\n").unwrap();
+    let with_extra = world.commit_all("add proto/extra.proto");
+    world.git(&["rm", "-q", "proto/extra.proto"]);
+    let without = world.commit_all("remove proto/extra.proto");
+
+    // As on CI (and as rust-cache sets it): no incremental state, which a snapshot leaves out.
+    let env = [("CARGO_INCREMENTAL", "0")];
+    core(&world, "cache-a", &with_extra, &warm, &env);
+    let fresh = compiled_by(&world, "cache-b", || {
+        let b = core(&world, "cache-b", &without, &warm, &env);
+        assert!(b.contains("warm state: restored the exact snapshot"), "{b}");
+    });
+    let mut a = String::new();
+    let same_machine = compiled_by(&world, "cache-a", || {
+        let extra = ["--warm-state", "--sccache", "never", "--jobs", "1", "--explain-rebuild"];
+        a = core(&world, "cache-a", &without, &extra, &env);
+    });
+    assert!(same_machine.contains_key("tasker-shared"), "the build script reran: {same_machine:?}");
+    assert_eq!(fresh, same_machine, "{a}");
+}
+
+#[test]
+fn a_path_checkout_builds_in_the_target_dir_its_repositorys_commits_warmed() {
+    let world = World::new();
+    // The same machine builds a commit, then a checkout of it with one file edited.
+    core(&world, "cache", "ctl-only", &["--sccache", "never"], &[]);
+    assert!(compiled(&world, "cache").contains_key("itoa"));
+    let co = world.dir.path().join("checkout");
+    git_in(world.dir.path(), &["clone", "-q", world.repo().to_str().unwrap(), co.to_str().unwrap()]);
+    git_in(&co, &["checkout", "-q", "ctl-only"]);
+    let main_rs = co.join("crates/tasker-ctl/src/main.rs");
+    let text = std::fs::read_to_string(&main_rs).unwrap();
+    std::fs::write(&main_rs, text.replace("\"ctl-2\"", "\"ctl-local\"")).unwrap();
+
+    let by_path = compiled_by(&world, "cache", || {
+        let (recipe, out, repo) = (fixture_recipe(), world.out("out-path"), world.repo());
+        let args = [
+            "core",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--path",
+            co.to_str().unwrap(),
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--targets",
+            BINARIES,
+            "--out",
+            out.to_str().unwrap(),
+            "--sccache",
+            "never",
+        ];
+        assert_ok(&world.tbuild(&args));
+    });
+    // --path used the commit's work dir and target dir: only the edited crate compiled.
+    assert_eq!(by_path, BTreeMap::from([("tasker-ctl".to_string(), 1)]));
+    let ctl = world.out("out-path").join("tasker-core-binaries/tasker-ctl");
+    assert_eq!(run_binary(&ctl), "tasker-ctl ctl-local shared-1");
+}
+
+#[test]
+fn explain_rebuild_names_the_first_stale_item_of_each_dirty_unit() {
+    let world = World::new();
+    core(&world, "cache", "python-only", &["--sccache", "never"], &[]);
+    // proto-change edits proto/tasker.proto, which tasker-shared's build script watches
+    // through its `proto` symlink: the build script reruns and everything above it compiles.
+    let err = core(&world, "cache", "proto-change", &["--sccache", "never", "--explain-rebuild"], &[]);
+    assert!(
+        err.contains(
+            "tasker-shared v0.1.0 build script run: changed file crates/tasker-shared/proto \
+             (newer than target/debug/build/tasker-shared-"
+        ),
+        "{err}"
+    );
+    let summary = err.lines().find(|l| l.contains("cargo found")).expect("a summary line");
+    assert!(summary.contains("because a dependency was rebuilt, 0 never built here"), "{summary}");
+    // Without the flag, no fingerprint log and no explanation.
+    let quiet = core(&world, "cache", "base", &["--sccache", "never"], &[]);
+    assert!(!quiet.contains("cargo found"), "{quiet}");
+}
+
+/// What the builds of `run` compiled in cache dir `cache` (see [`compiled`]).
+fn compiled_by(world: &World, cache: &str, run: impl FnOnce()) -> BTreeMap<String, usize> {
+    let before = compiled(world, cache);
+    run();
+    let mut after = compiled(world, cache);
+    for (name, n) in before {
+        let left = after[&name] - n;
+        if left == 0 {
+            after.remove(&name);
+        } else {
+            after.insert(name, left);
+        }
+    }
+    after
 }
 
 /// How many itoa libraries the snapshots of cache dir `cache` hold (each snapshot is stored
