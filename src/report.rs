@@ -64,6 +64,8 @@ impl Phase {
 pub enum Outcome {
     Built,
     Restored,
+    /// `--out` already holds the target's outputs, unchanged: nothing to restore.
+    InPlace,
     Failed,
     /// `tbuild restore`: not in any cache, nothing built.
     Missing,
@@ -74,6 +76,7 @@ impl Outcome {
         match self {
             Outcome::Built => "built",
             Outcome::Restored => "restored",
+            Outcome::InPlace => "already",
             Outcome::Failed => "FAILED",
             Outcome::Missing => "not in the cache",
         }
@@ -109,7 +112,7 @@ impl Palette {
     fn outcome(self, outcome: Outcome) -> String {
         let style = match outcome {
             Outcome::Built => Style::new().green().bold(),
-            Outcome::Restored => Style::new().cyan().bold(),
+            Outcome::Restored | Outcome::InPlace => Style::new().cyan().bold(),
             Outcome::Failed => Style::new().red().bold(),
             Outcome::Missing => Style::new().yellow().bold(),
         };

@@ -53,8 +53,13 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     let keys = planned.iter().map(|p| (p.target.name.as_str(), p.key.as_str())).collect();
     if let Some(manifest) = in_place::unchanged(cache, &args.out, &sha, &recipe_source.to_string(), &keys) {
         let manifest = in_place::refresh(cache, &args.out, manifest, key_ms)?;
-        reporter
-            .info(&format!("{sha}: outputs already in place in {}, unchanged; nothing restored", args.out.display()));
+        for p in &planned {
+            reporter.done(&p.target.name, Outcome::InPlace, "in --out, unchanged");
+        }
+        reporter.summary(&format!(
+            "{sha}: outputs already in place in {}, unchanged; nothing restored",
+            args.out.display()
+        ));
         github.write_outputs(&crate::github::run_outputs(&manifest))?;
         github.write_summary(&crate::github::run_summary("core", &manifest))?;
         if let Some(path) = &args.timings {
@@ -201,6 +206,7 @@ impl Stage<'_> {
         p: &PlannedTarget,
         reports: &mut BTreeMap<String, TargetReport>,
     ) -> Result<bool, Error> {
+        self.reporter.phase(&p.target.name, Phase::Restore);
         let Some((record, took, source)) = self.restore(p)? else { return Ok(false) };
         self.reporter.done(&p.target.name, Outcome::Restored, &restored_detail(&record, source, took));
         let mut report = self.report(p, Status::Hit, Some(&record), took, None);
@@ -211,7 +217,10 @@ impl Stage<'_> {
 
     /// Restores a target just built and stored.
     fn restore_built(&self, p: &PlannedTarget) -> Result<(ActionRecord, Duration, HitSource), Error> {
+        // Its line is final already (built): the timeline alone records the publishing.
+        self.reporter.timeline().start(&p.target.name, "restore");
         let stored = self.restore(p)?;
+        self.reporter.phase_ended(&p.target.name);
         stored.ok_or_else(|| {
             let reason = "the entry just stored cannot be read back".into();
             CacheError::CorruptArchive { path: self.cache.action_path(&p.key), reason }.into()
@@ -224,7 +233,6 @@ impl Stage<'_> {
         let (cache, staging, reporter) = (self.store, self.staging, self.reporter);
         let started = Instant::now();
         let name = &p.target.name;
-        reporter.phase(name, Phase::Restore);
         let mut on_corrupt = |c: crate::cache::CorruptEntry| {
             let (path, reason) = (c.path.display(), c.reason);
             reporter.warn(&format!("cache entry of {name} is corrupt ({path}: {reason}); dropped, rebuilding"));

@@ -30,7 +30,8 @@ pub struct LoadedTree {
 /// Mirrors `repo` (fetching only when needed) and reads the tree of `rev`.
 ///
 /// A local path is checked before anything is created for it, and fetched from even when
-/// `offline`: reading a directory needs no network. A mirror created for a fetch that then
+/// `offline`: reading a directory needs no network. A path that is gone is read from its
+/// mirror if it has one. A mirror created for a fetch that then
 /// failed is removed, so `repos/` keeps no empty mirror.
 pub fn load_commit(
     cache: &LocalCache,
@@ -41,10 +42,12 @@ pub fn load_commit(
 ) -> Result<LoadedTree, Error> {
     let url = crate::source::normalise_url(repo);
     let local = !crate::source::is_remote(repo);
-    if local && !Path::new(&url).exists() {
+    // A path that is gone can still be read from its mirror (a commit fetched before).
+    let local_gone = local && !Path::new(&url).exists();
+    let repo_dir = cache.repo_dir(&repo_id(&url));
+    if local_gone && !repo_dir.join("mirror.git").exists() {
         return Err(SourceError::NoSuchPath { path: url }.into());
     }
-    let repo_dir = cache.repo_dir(&repo_id(&url));
     // One fetch into a mirror at a time; readers of other processes are unaffected.
     let _lock = KeyLock::acquire(&repo_dir.join("mirror.lock"), || {
         reporter.info("waiting for another tbuild fetching this repository")
@@ -52,18 +55,22 @@ pub fn load_commit(
     let mirror_dir = repo_dir.join("mirror.git");
     let created = !mirror_dir.exists();
     let mirror = Mirror::open(&mirror_dir, &url)?;
-    let commit = match mirror.resolve(rev, offline && !local, &mut reporter.fetch_progress(&url)) {
+    let fetch_allowed = !offline || (local && !local_gone);
+    let commit = match mirror.resolve(rev, !fetch_allowed, &mut reporter.fetch_progress(&url)) {
         Ok(commit) => commit,
         Err(err) => {
             drop(mirror);
             if created && crate::source::is_empty_mirror(&mirror_dir) {
                 let _ = std::fs::remove_dir_all(&mirror_dir);
             }
-            return Err(err.into());
+            return Err(match err {
+                SourceError::Unreachable { .. } if local_gone => SourceError::NoSuchPath { path: url }.into(),
+                err => err.into(),
+            });
         }
     };
     let repo = mirror.into_repo();
-    if offline && !local && repo.resolve_reference_from_short_name(rev).is_ok() {
+    if !fetch_allowed && repo.resolve_reference_from_short_name(rev).is_ok() {
         reporter.warn(&offline_ref_warning(&repo, rev, commit));
     }
     let tree = Tree::from_commit(repo, commit)?;

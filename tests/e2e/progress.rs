@@ -176,6 +176,10 @@ fn terminal_display_shows_each_outcome_as_it_happens_and_the_summary_last_in_col
     let slow_at = lines.iter().position(|l| *l == plain(slow).trim_end()).unwrap();
     assert!(quick_at < slow_at && slow_at < exit - 1, "final lines in the order targets finished:\n{screen}");
     assert!(lines.iter().all(|l| !l.contains(" pack ")), "no target left on pack:\n{screen}");
+    for target in ["quick", "slow"] {
+        let rows = lines.iter().filter(|l| l.split_whitespace().take(2).any(|w| w == target)).count();
+        assert_eq!(rows, 1, "one line per target once the run is over:\n{screen}");
+    }
     drop(tmux);
 
     // NO_COLOR: the same display, no colour. A new --out: both restored from the cache.
