@@ -5,6 +5,18 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The heading of the options every command takes, listed after the command's own.
+const GLOBAL: &str = "Global options";
+
+/// clap's parser for one name of `--targets a,b`: `"tasker-ctl, ruby"` means two targets.
+fn target_name(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    if name.is_empty() {
+        return Err("an empty target name: give names separated by commas, e.g. --targets tasker-ctl,ruby".into());
+    }
+    Ok(name.to_string())
+}
+
 /// The public tasker-core repository, the default `--repo`.
 pub const DEFAULT_REPO: &str = "https://github.com/tasker-systems/tasker-core.git";
 
@@ -19,16 +31,17 @@ unreachable repository), 4 recipe (malformed tbuild.toml, unknown layout or targ
 10 upstream check or constraint failed, 11 registry or GitHub request failed."
 )]
 pub struct Cli {
-    /// Cache directory (action records, archives, git mirrors, build dirs).
-    #[arg(long, global = true, env = "TBUILD_CACHE_DIR", value_name = "DIR")]
+    /// Cache directory (action records, archives, git mirrors, build dirs)
+    /// [default: $XDG_CACHE_HOME/tbuild, else ~/.cache/tbuild].
+    #[arg(long, global = true, env = "TBUILD_CACHE_DIR", value_name = "DIR", help_heading = GLOBAL)]
     pub cache_dir: Option<PathBuf>,
 
     /// Only warnings and errors on stderr.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
 
     /// More diagnostics (repeat for more); TBUILD_LOG=debug does the same.
-    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    #[arg(long, short, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 
     #[command(subcommand)]
@@ -64,6 +77,20 @@ pub enum Command {
     Explain(ExplainArgs),
 }
 
+impl Command {
+    /// The `--recipe FILE` the command was given, if any.
+    pub fn recipe_file(&self) -> Option<&std::path::Path> {
+        match self {
+            Command::Core(args) => args.recipe.as_deref(),
+            Command::Key(args) | Command::Recipe(args) => args.recipe.as_deref(),
+            Command::Restore(args) => args.recipe.as_deref(),
+            Command::Explain(args) => args.recipe.as_deref(),
+            Command::Cache { command: CacheCommand::Export(args) } => args.recipe.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Commit whose targets' entries to export (see `core --sha`).
@@ -83,7 +110,7 @@ pub struct ExportArgs {
 
     /// Only these targets (comma-separated names); all of the recipe's by default. Every
     /// one must be in the cache.
-    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    #[arg(long, value_delimiter = ',', value_name = "A,B", value_parser = target_name)]
     pub targets: Vec<String>,
 
     /// Also pack the git objects of the commit, so that the importing machine can key (and
@@ -186,7 +213,7 @@ pub struct CoreArgs {
     pub out: PathBuf,
 
     /// Only these targets (comma-separated names).
-    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    #[arg(long, value_delimiter = ',', value_name = "A,B", value_parser = target_name)]
     pub targets: Vec<String>,
 
     /// How many targets may build at once.
@@ -248,7 +275,7 @@ pub struct KeyArgs {
     pub recipe: Option<PathBuf>,
 
     /// Only these targets (comma-separated names).
-    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    #[arg(long, value_delimiter = ',', value_name = "A,B", value_parser = target_name)]
     pub targets: Vec<String>,
 
     /// JSON output: per target its key, input count and (with -v) inputs (`--format json`).
@@ -375,7 +402,7 @@ pub struct RestoreArgs {
     pub out: PathBuf,
 
     /// Only these targets (comma-separated names).
-    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    #[arg(long, value_delimiter = ',', value_name = "A,B", value_parser = target_name)]
     pub targets: Vec<String>,
 
     /// How hits reach --out (see `core --link-mode`).

@@ -46,6 +46,10 @@ pub fn run(mut cli: cli::Cli) -> Result<(), Error> {
         cli::Command::Restore(args) => config::load()?.remote.apply(&mut args.remote),
         _ => {}
     }
+    // A missing --recipe file fails now, not after a fetch.
+    if let Some(recipe) = cli.command.recipe_file() {
+        recipe::check_recipe_file(recipe)?;
+    }
     // Commands that need no cache dir do not create one.
     match &cli.command {
         cli::Command::Upstream(command) => return commands::upstream::run(command, &reporter),
@@ -64,6 +68,13 @@ pub fn run(mut cli: cli::Cli) -> Result<(), Error> {
     // (CARGO_TARGET_DIR): a relative one would point somewhere else for them.
     let cache_dir = std::path::absolute(&cache_dir)
         .map_err(|err| Error::Usage(format!("cache dir {}: {err}", cache_dir.display())))?;
+    if cache_dir.exists() && !cache_dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "cache dir {} is not a directory (a file is there): point --cache-dir or TBUILD_CACHE_DIR at a \
+             directory (tbuild creates a missing one)",
+            cache_dir.display()
+        )));
+    }
     // Held for the whole run, so `tbuild cache clean` never removes what this run uses;
     // clean itself takes it exclusively.
     let _in_use = match &cli.command {

@@ -15,7 +15,7 @@ fn main() {
     let code = match tbuild::run(cli) {
         Ok(()) => tbuild::exit::OK,
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("{} {err}", tbuild::report::Palette::for_stderr().error());
             let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
                 eprintln!("  caused by: {cause}");

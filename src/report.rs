@@ -1,12 +1,21 @@
-//! What the user sees while tbuild runs: an indicatif line per target with its phase on a
-//! terminal, plain log lines on stderr when it is not a terminal or `CI` is set (CI logs keep
-//! every line; spinners would be noise there). Results go to stdout (`--json`) or stderr.
+//! What the user sees while tbuild runs: an indicatif line per target with its phase and the
+//! time spent in that phase on a terminal, plain log lines on stderr when it is not a terminal
+//! or `CI` is set (CI logs keep every line; spinners would be noise there). Results go to
+//! stdout (`--json`) or stderr.
+//!
+//! Contract of the terminal display: a target's line shows its current phase until the target
+//! is done; then its final line (status word, its own durations, output and archive sizes) is
+//! printed above the live lines at once, so finished targets scroll up in the order they
+//! finished while the others keep building. The run's summary ([`Reporter::summary`]) comes
+//! after every target's final line. Status words, warnings and errors are coloured when stderr
+//! is a terminal that takes colour (not under `NO_COLOR`, not `TERM=dumb`), in both modes.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use console::Style;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::source::FetchProgress;
@@ -18,24 +27,122 @@ pub enum Phase {
     Hash,
     Restore,
     Queued,
+    /// Another tbuild process holds the target's key lock (it is building the same key).
     Waiting,
+    /// The build's cargo waits for another cargo's lock on the shared target dir.
+    CargoLock,
     Build,
     Pack,
 }
 
+impl Phase {
+    /// The phase's name in `--timings` pictures.
+    fn timeline_name(self) -> &'static str {
+        match self {
+            Phase::Hash => "hash",
+            Phase::Restore => "restore",
+            Phase::Queued => "queued",
+            Phase::Waiting => "waiting",
+            Phase::CargoLock => "cargo-lock",
+            Phase::Build => "build",
+            Phase::Pack => "pack",
+        }
+    }
+
+    /// What the progress line says.
+    fn label(self) -> &'static str {
+        match self {
+            Phase::Waiting => "waiting for another tbuild building it",
+            Phase::CargoLock => "waiting for cargo's build lock",
+            other => other.timeline_name(),
+        }
+    }
+}
+
+/// How a target ended; the word that starts its final line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Built,
+    Restored,
+    /// `--out` already holds the target's outputs, unchanged: nothing to restore.
+    InPlace,
+    Failed,
+    /// `tbuild restore`: not in any cache, nothing built.
+    Missing,
+}
+
+impl Outcome {
+    fn word(self) -> &'static str {
+        match self {
+            Outcome::Built => "built",
+            Outcome::Restored => "restored",
+            Outcome::InPlace => "already",
+            Outcome::Failed => "FAILED",
+            Outcome::Missing => "not in the cache",
+        }
+    }
+}
+
+/// Colours for stderr, or none: decided once, from stderr itself (console's check: a
+/// terminal, `NO_COLOR` unset, `TERM` not `dumb`).
+#[derive(Debug, Clone, Copy)]
+pub struct Palette {
+    on: bool,
+}
+
+impl Palette {
+    pub fn for_stderr() -> Palette {
+        Palette { on: console::colors_enabled_stderr() }
+    }
+
+    fn paint(self, style: Style, text: &str) -> String {
+        style.force_styling(self.on).apply_to(text).to_string()
+    }
+
+    /// `warning:`, in yellow.
+    pub fn warning(self) -> String {
+        self.paint(Style::new().yellow().bold(), "warning:")
+    }
+
+    /// `error:`, in red.
+    pub fn error(self) -> String {
+        self.paint(Style::new().red().bold(), "error:")
+    }
+
+    fn outcome(self, outcome: Outcome) -> String {
+        let style = match outcome {
+            Outcome::Built => Style::new().green().bold(),
+            Outcome::Restored | Outcome::InPlace => Style::new().cyan().bold(),
+            Outcome::Failed => Style::new().red().bold(),
+            Outcome::Missing => Style::new().yellow().bold(),
+        };
+        self.paint(style, outcome.word())
+    }
+}
+
+/// The live lines of the terminal display, one per target not yet done.
+struct Bars {
+    multi: MultiProgress,
+    rows: Mutex<HashMap<String, ProgressBar>>,
+}
+
 pub struct Reporter {
-    bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
+    bars: Option<Bars>,
     quiet: bool,
+    palette: Palette,
     /// Every phase change, for `--timings`.
     timeline: Timeline,
 }
+
+/// Width of the target-name column, so phases and outcomes line up.
+const NAME_WIDTH: usize = 16;
 
 impl Reporter {
     /// Progress bars when stderr is a terminal and `CI` is unset, plain lines otherwise.
     pub fn new(quiet: bool) -> Reporter {
         let fancy = !quiet && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
-        let bars = fancy.then(|| (MultiProgress::new(), Mutex::new(HashMap::new())));
-        Reporter { bars, quiet, timeline: Timeline::new() }
+        let bars = fancy.then(|| Bars { multi: MultiProgress::new(), rows: Mutex::new(HashMap::new()) });
+        Reporter { bars, quiet, palette: Palette::for_stderr(), timeline: Timeline::new() }
     }
 
     /// The phases of every target so far (see `--timings`).
@@ -49,72 +156,80 @@ impl Reporter {
         self.timeline.end(target);
     }
 
+    /// Prints a line above the live lines (or plainly).
+    fn line(&self, line: String) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.multi.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// A line of progress about the run as a whole.
     pub fn info(&self, message: &str) {
-        if self.quiet {
-            return;
+        if !self.quiet {
+            self.line(format!("tbuild: {message}"));
         }
-        match &self.bars {
-            Some((multi, _)) => {
-                let _ = multi.println(format!("tbuild: {message}"));
+    }
+
+    /// The run's last line: what it did in total. Printed after every target's final line.
+    pub fn summary(&self, message: &str) {
+        if let Some(bars) = &self.bars {
+            // Targets that never reached an outcome (none should) end where they are.
+            for (_, bar) in bars.rows.lock().expect("reporter lock").drain() {
+                bar.abandon();
             }
-            None => eprintln!("tbuild: {message}"),
         }
+        self.info(message);
     }
 
     /// A warning is printed even when quiet: it says something was dropped or repaired.
     pub fn warn(&self, message: &str) {
-        match &self.bars {
-            Some((multi, _)) => {
-                let _ = multi.println(format!("tbuild: warning: {message}"));
-            }
-            None => eprintln!("tbuild: warning: {message}"),
-        }
+        self.line(format!("tbuild: {} {message}", self.palette.warning()));
     }
 
-    /// Moves `target` to a new phase. Plain mode prints only the phases that take time.
+    /// Moves `target` to a new phase; its line's clock restarts. Plain mode prints only the
+    /// phases that take time.
     pub fn phase(&self, target: &str, phase: Phase) {
-        // The variant's name: a phase added to the enum shows up in the timeline as it is.
-        self.timeline.start(target, &format!("{phase:?}").to_ascii_lowercase());
-        let phase = match phase {
-            Phase::Hash => "hash",
-            Phase::Restore => "restore",
-            Phase::Queued => "queued",
-            Phase::Waiting => "waiting for another tbuild building it",
-            Phase::Build => "build",
-            Phase::Pack => "pack",
-        };
+        self.timeline.start(target, phase.timeline_name());
         match &self.bars {
-            Some((multi, bars)) => {
-                let mut bars = bars.lock().expect("reporter lock");
-                let bar = bars.entry(target.to_string()).or_insert_with(|| {
-                    let bar = multi.add(ProgressBar::new_spinner());
-                    bar.set_style(
-                        ProgressStyle::with_template("{spinner} {prefix:>16} {wide_msg} {elapsed:>4}")
-                            .expect("valid template"),
-                    );
+            Some(bars) => {
+                let mut rows = bars.rows.lock().expect("reporter lock");
+                let bar = rows.entry(target.to_string()).or_insert_with(|| {
+                    let bar = bars.multi.add(ProgressBar::new_spinner());
+                    let template = format!("{{spinner}} {{prefix:>{NAME_WIDTH}}}  {{msg}} {{elapsed}}");
+                    bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
                     bar.set_prefix(target.to_string());
                     bar.enable_steady_tick(Duration::from_millis(120));
                     bar
                 });
-                bar.set_message(phase.to_string());
+                bar.reset_elapsed();
+                bar.set_message(phase.label());
             }
-            None if !self.quiet && !matches!(phase, "hash" | "restore" | "queued") => {
-                eprintln!("tbuild: {target}: {phase}")
+            None if !self.quiet && !matches!(phase, Phase::Hash | Phase::Restore | Phase::Queued) => {
+                eprintln!("tbuild: {target}: {}", phase.label())
             }
             None => {}
         }
     }
 
-    /// Ends `target`'s line with its outcome.
-    pub fn done(&self, target: &str, outcome: &str) {
-        self.timeline.finish(target, outcome);
+    /// Ends `target` with its outcome: its final line, `<word> <detail>`, replaces its live
+    /// line at once (terminal) or is printed (plain).
+    pub fn done(&self, target: &str, outcome: Outcome, detail: &str) {
+        let plain = if detail.is_empty() { outcome.word().to_string() } else { format!("{} {detail}", outcome.word()) };
+        self.timeline.finish(target, &plain);
+        let word = self.palette.outcome(outcome);
+        let coloured = if detail.is_empty() { word } else { format!("{word} {detail}") };
         match &self.bars {
-            Some((_, bars)) => match bars.lock().expect("reporter lock").get(target) {
-                Some(bar) => bar.finish_with_message(outcome.to_string()),
-                None => self.info(&format!("{target}: {outcome}")),
-            },
-            None if !self.quiet => eprintln!("tbuild: {target}: {outcome}"),
+            Some(bars) => {
+                if let Some(bar) = bars.rows.lock().expect("reporter lock").remove(target) {
+                    bar.finish_and_clear();
+                    bars.multi.remove(&bar);
+                }
+                let _ = bars.multi.println(format!("  {target:>NAME_WIDTH$}  {coloured}"));
+            }
+            None if !self.quiet => eprintln!("tbuild: {target}: {coloured}"),
             None => {}
         }
     }
@@ -126,9 +241,9 @@ impl Reporter {
         let mut bar: Option<ProgressBar> = None;
         let mut last_quarter = None;
         move |p: FetchProgress| match &self.bars {
-            Some((multi, _)) => {
+            Some(bars) => {
                 let bar = bar.get_or_insert_with(|| {
-                    let bar = multi.add(ProgressBar::new(0));
+                    let bar = bars.multi.add(ProgressBar::new(0));
                     bar.set_style(
                         ProgressStyle::with_template("fetch {msg} [{bar:30}] {pos}/{len} objects {binary_bytes}")
                             .expect("valid template")
@@ -175,6 +290,17 @@ pub fn human_duration(duration: Duration) -> String {
         format!("{} ms", duration.as_millis())
     } else {
         format!("{:.1} s", duration.as_secs_f64())
+    }
+}
+
+/// `40 s`, `12 min`, `3 h`, `5 days`: how long ago, roughly.
+pub fn human_age(age: Duration) -> String {
+    let secs = age.as_secs();
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs / 60),
+        7200..172_800 => format!("{} h", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
     }
 }
 

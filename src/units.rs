@@ -3,12 +3,20 @@
 
 use std::time::Duration;
 
-/// Bytes from `<number>[unit]`: `B`, `K`/`KB` (1000), `KiB` (1024), up to `T`/`TB`/`TiB`.
+/// Bytes from `<number><unit>`: `B`, `K`/`KB` (1000), `KiB` (1024), up to `T`/`TB`/`TiB`.
 /// Units are case-insensitive, a space may separate them, the number may have a fraction.
+/// The unit is required (`0` aside): `--max-size 5` meaning 5 bytes evicts everything.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let (number, unit) = split_number(text)?;
     let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
+        "" if number == 0.0 => 1,
+        "" => {
+            return Err(format!(
+                "size {text:?} needs a unit: {text}GiB, {text}MiB, or {text}B if you mean bytes \
+                 (units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ));
+        }
+        "b" => 1,
         "k" | "kb" => 1_000,
         "m" | "mb" => 1_000_000,
         "g" | "gb" => 1_000_000_000,
@@ -58,7 +66,7 @@ mod tests {
     fn sizes() {
         for (text, bytes) in [
             ("0", 0),
-            ("123", 123),
+            ("123B", 123),
             ("5GiB", 5 << 30),
             ("500MB", 500_000_000),
             ("500 mb", 500_000_000),
@@ -68,9 +76,11 @@ mod tests {
         ] {
             assert_eq!(parse_size(text), Ok(bytes), "{text}");
         }
-        for bad in ["", "GiB", "5 parsecs", "-1GB", "1e3"] {
+        for bad in ["", "GiB", "5 parsecs", "-1GB", "1e3", "5"] {
             assert!(parse_size(bad).is_err(), "{bad} must be refused");
         }
+        let err = parse_size("5").unwrap_err();
+        assert!(err.contains("needs a unit") && err.contains("5GiB") && err.contains("5B"), "{err}");
     }
 
     #[test]

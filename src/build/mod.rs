@@ -2,6 +2,7 @@
 //! and collect the declared outputs. Targets run concurrently under a `--jobs` bound; one
 //! target's failure does not stop the others.
 
+mod lock_watch;
 mod outputs;
 mod registry;
 
@@ -31,16 +32,22 @@ pub struct BuildDirs {
 #[derive(Debug)]
 pub struct BuiltTarget {
     pub files: BTreeMap<String, PathBuf>,
+    /// Time spent building, waits for cargo's lock excluded.
     pub duration: Duration,
+    /// Time cargo spent waiting for another cargo's lock on the shared target dir.
+    pub waited: Duration,
 }
 
 /// Runs `target`'s commands with `env` (its env with placeholders expanded), then collects
-/// its outputs. The commands' output goes to `log`.
+/// its outputs. The commands' output goes to `log`. `on_cargo_lock(true)` is called when a
+/// command's cargo starts waiting for another cargo's lock (the target dir is shared by every
+/// cargo target of the repository), `on_cargo_lock(false)` when it goes on.
 pub async fn build_target(
     target: &Target,
     env: &BTreeMap<String, String>,
     dirs: &BuildDirs,
     log: &Path,
+    on_cargo_lock: &(dyn Fn(bool) + Send + Sync),
 ) -> Result<BuiltTarget, BuildError> {
     let started = Instant::now();
     let workdir = dirs.work.join(&target.workdir);
@@ -57,13 +64,14 @@ pub async fn build_target(
         }
     }
     let log_file = std::fs::File::create(log).map_err(|source| BuildError::Io { path: log.into(), source })?;
+    let mut watch = lock_watch::LockWatch::new(log, on_cargo_lock);
     for command in &target.commands {
         use std::io::Write;
         let mut header = log_file.try_clone().map_err(|source| BuildError::Io { path: log.into(), source })?;
         let _ = writeln!(header, "$ {command}");
         let stdout = log_file.try_clone().map_err(|source| BuildError::Io { path: log.into(), source })?;
         let stderr = log_file.try_clone().map_err(|source| BuildError::Io { path: log.into(), source })?;
-        let status = tokio::process::Command::new("sh")
+        let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(command)
             .current_dir(&workdir)
@@ -73,9 +81,10 @@ pub async fn build_target(
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(stderr))
             .kill_on_drop(true)
-            .status()
-            .await
+            .spawn()
             .map_err(|source| BuildError::Io { path: workdir.clone(), source })?;
+        let status =
+            watch.until_exit(&mut child).await.map_err(|source| BuildError::Io { path: workdir.clone(), source })?;
         if !status.success() {
             return Err(BuildError::Failed {
                 target: target.name.clone(),
@@ -87,7 +96,8 @@ pub async fn build_target(
         }
     }
     let files = collect_outputs(target, &workdir, &dirs.cargo_target)?;
-    Ok(BuiltTarget { files, duration: started.elapsed() })
+    let waited = watch.waited();
+    Ok(BuiltTarget { files, duration: started.elapsed().saturating_sub(waited), waited })
 }
 
 /// Removes `path` (a file, or every file under a dir) unless it belongs to the commit.

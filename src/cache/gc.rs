@@ -271,6 +271,11 @@ fn remove_abandoned_mirror_files(cache: &LocalCache, report: &mut GcReport) -> R
             continue;
         }
         let Some(_fetch) = KeyLock::try_acquire(&repo.path().join("mirror.lock"))? else { continue };
+        // A first fetch that failed left an empty mirror: nothing to keep (issue 17).
+        if crate::source::is_empty_mirror(&mirror) && remove_tree(&mirror, &cache.tmp_dir()).is_ok() {
+            report.temp_files += 1;
+            continue;
+        }
         let (files, bytes) = crate::source::remove_abandoned_git_files(&mirror);
         report.temp_files += files;
         report.temp_bytes += bytes;

@@ -117,8 +117,11 @@ impl LocalCache {
 
     /// A JSON memo (e.g. a crate graph) written earlier by [`LocalCache::put_json`].
     /// An unreadable memo is treated as absent: it is derived data and is rewritten.
+    /// A memo file under the cache dir, or `None` if it is missing or unusable. Read like a
+    /// record (a regular file, never through a link or from a FIFO, at most
+    /// `MAX_RECORD_BYTES`): memos live in the same attacker-writable dir as records.
     pub fn get_json<T: DeserializeOwned>(&self, path: &Path) -> Option<T> {
-        let bytes = fs::read(path).ok()?;
+        let (bytes, _) = super::no_follow::read_capped(path, super::MAX_RECORD_BYTES).ok()?;
         match serde_json::from_slice(&bytes) {
             Ok(value) => Some(value),
             Err(err) => {

@@ -34,6 +34,7 @@ pub use atomic::{AtomicFile, write_atomic};
 pub use derivation::{INPUT_DIGEST_CHARS, InputLine, KeyDerivation};
 pub use dir_lock::CacheDirLock;
 pub use link::{LinkMode, restore_linked};
+pub(crate) use local::RecordRead;
 pub use local::{BlobsLock, KeyLock, LAST_USE_RESOLUTION, LocalCache, RECORD_FORMAT};
 pub use memo::BlobDigestMemo;
 pub use no_follow::first_escape;

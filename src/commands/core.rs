@@ -14,14 +14,14 @@ use crate::build::{BuildDirs, build_target, expand_env};
 use crate::cache::remote::{TieredStore, Uploader};
 use crate::cache::{
     ActionRecord, ArtifactStore, AtomicFile, BlobDigestMemo, CacheError, HitSource, KeyDerivation, KeyLock, LinkMode,
-    LocalCache, RECORD_FORMAT, UnpackLimits, admission, now_secs, pack, restore_linked, unpack,
+    LocalCache, RECORD_FORMAT, RecordRead, UnpackLimits, admission, now_secs, pack, restore_linked, unpack,
 };
 use crate::cli::CoreArgs;
 use crate::error::Error;
 use crate::in_place;
 use crate::plan::{PlannedTarget, plan, recipe_and_workspace};
 use crate::publish::{Durations, Manifest, Staging, Status, TargetReport};
-use crate::report::{Phase, Reporter, human_bytes, human_duration};
+use crate::report::{Outcome, Phase, Reporter, human_bytes, human_duration};
 use crate::source::{checkout, normalise_url, repo_id};
 
 pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
@@ -55,8 +55,13 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     let keys = planned.iter().map(|p| (p.target.name.as_str(), p.key.as_str())).collect();
     if let Some(manifest) = in_place::unchanged(cache, &args.out, &sha, &recipe_source.to_string(), &keys) {
         let manifest = in_place::refresh(cache, &args.out, manifest, key_ms)?;
-        reporter
-            .info(&format!("{sha}: outputs already in place in {}, unchanged; nothing restored", args.out.display()));
+        for p in &planned {
+            reporter.done(&p.target.name, Outcome::InPlace, "in --out, unchanged");
+        }
+        reporter.summary(&format!(
+            "{sha}: outputs already in place in {}, unchanged; nothing restored",
+            args.out.display()
+        ));
         github.write_outputs(&crate::github::run_outputs(&manifest))?;
         github.write_summary(&crate::github::run_summary("core", &manifest))?;
         if let Some(path) = &args.timings {
@@ -134,19 +139,21 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
             if args.warm.explain_rebuild {
                 explain_rebuild(&p, cache, &dirs_work, &cargo_target, &reporter);
             }
-            // A built target is published from the cache, exactly as a hit would be.
-            let restored = result.and_then(|(build, pack)| Ok((stage.restore_built(&p)?, build, pack)));
+            // Each target's outcome was reported as it finished (build_all); a built target
+            // is published from the cache, exactly as a hit would be.
+            let built = result.is_ok();
+            let restored = result.and_then(|times| Ok((stage.restore_built(&p)?, times)));
             match restored {
-                Ok(((record, took, _), build, pack)) => {
+                Ok(((record, took, _), times)) => {
                     let mut r = stage.report(&p, Status::Built, Some(&record), took, None);
-                    r.durations_ms.build = build.as_millis() as u64;
-                    r.durations_ms.pack = pack.as_millis() as u64;
-                    let message = format!("built in {}, {}", human_duration(build), human_bytes(record.artifact_size));
-                    reporter.done(&p.target.name, &message);
+                    r.durations_ms.build = times.build.as_millis() as u64;
+                    r.durations_ms.pack = times.pack.as_millis() as u64;
                     reports.insert(p.target.name.clone(), r);
                 }
                 Err(err) => {
-                    reporter.done(&p.target.name, "FAILED");
+                    if built {
+                        reporter.done(&p.target.name, Outcome::Failed, "reading back the stored entry");
+                    }
                     let r = stage.report(&p, Status::Failed, None, Duration::ZERO, Some(err.to_string()));
                     reports.insert(p.target.name.clone(), r);
                     failures.push((p.target.name.clone(), err));
@@ -179,7 +186,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     }
     let hits = manifest.targets.values().filter(|t| t.status == Status::Hit).count();
     let built = manifest.targets.values().filter(|t| t.status == Status::Built).count();
-    reporter.info(&format!(
+    reporter.summary(&format!(
         "{}: {hits} restored, {built} built, {} failed in {}; artifacts in {}",
         plural(manifest.targets.len(), "target"),
         failures.len(),
@@ -191,7 +198,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         1 => Err(failures.pop().expect("one").1),
         _ => {
             for (_, err) in &failures {
-                eprintln!("error: {err}");
+                eprintln!("{} {err}", crate::report::Palette::for_stderr().error());
             }
             Err(Error::TargetsFailed {
                 failed: failures.into_iter().map(|(name, _)| name).collect(),
@@ -237,8 +244,9 @@ impl Stage<'_> {
         p: &PlannedTarget,
         reports: &mut BTreeMap<String, TargetReport>,
     ) -> Result<bool, Error> {
+        self.reporter.phase(&p.target.name, Phase::Restore);
         let Some((record, took, source)) = self.restore(p, self.max_entry_size)? else { return Ok(false) };
-        self.reporter.done(&p.target.name, &restored_message(&record, source));
+        self.reporter.done(&p.target.name, Outcome::Restored, &restored_detail(&record, source, took));
         let mut report = self.report(p, Status::Hit, Some(&record), took, None);
         report.source = source.as_str().into();
         reports.insert(p.target.name.clone(), report);
@@ -247,8 +255,11 @@ impl Stage<'_> {
 
     /// Restores a target just built and stored.
     fn restore_built(&self, p: &PlannedTarget) -> Result<(ActionRecord, Duration, HitSource), Error> {
-        // What this run just built is restored whatever its size: the cap is for hits.
+        // What this run just built is restored whatever its size: the cap is for hits. Its
+        // line is final already (built): the timeline alone records the publishing.
+        self.reporter.timeline().start(&p.target.name, "restore");
         let stored = self.restore(p, u64::MAX)?;
+        self.reporter.phase_ended(&p.target.name);
         stored.ok_or_else(|| {
             let reason = "the entry just stored cannot be read back".into();
             CacheError::CorruptArchive { path: self.cache.action_path(&p.key), reason }.into()
@@ -261,7 +272,6 @@ impl Stage<'_> {
         let (cache, staging, reporter) = (self.store, self.staging, self.reporter);
         let started = Instant::now();
         let name = &p.target.name;
-        reporter.phase(name, Phase::Restore);
         let mut on_corrupt = |c: crate::cache::CorruptEntry| {
             let (path, reason) = (c.path.display(), c.reason);
             reporter.warn(&format!("cache entry of {name} is corrupt ({path}: {reason}); dropped, rebuilding"));
@@ -270,7 +280,12 @@ impl Stage<'_> {
         if self.link_mode != LinkMode::Copy {
             // Linked trees live in the local cache; a remote hit takes the copy path below
             // once, and links from then on.
-            let local = self.cache.get_json::<ActionRecord>(&self.cache.action_path(&p.key));
+            // The same validated, no-follow read as every other reader (a planted FIFO must
+            // not hang the run); a bad record is left for `restore_linked` to report and drop.
+            let local = match self.cache.read_record(&p.key) {
+                Ok(RecordRead::Found(record)) => Some(*record),
+                _ => None,
+            };
             let admitted = match &local {
                 Some(record) if record.format <= RECORD_FORMAT => self.admit(p, record, max_size)?,
                 _ => false,
@@ -389,9 +404,35 @@ impl Stage<'_> {
     }
 }
 
-fn restored_message(record: &ActionRecord, source: HitSource) -> String {
+/// `in 45 ms from the remote cache; 3 files, output 4.5 MiB, archive 1.0 MiB`.
+fn restored_detail(record: &ActionRecord, source: HitSource, took: Duration) -> String {
     let from = if source == HitSource::Remote { " from the remote cache" } else { "" };
-    format!("restored{from} ({}, {})", human_bytes(record.artifact_size), plural(record.files.len(), "file"))
+    format!(
+        "in {}{from}; {}, {}",
+        human_duration(took),
+        plural(record.files.len(), "file"),
+        sizes(record.files.iter().map(|f| f.size).sum(), record.artifact_size)
+    )
+}
+
+/// `in 2.1 s (and 1.3 s waiting for cargo's build lock), packed in 0.3 s; output 4.5 MiB, archive 1.0 MiB`.
+fn built_detail(times: &BuildTimes, output: u64, archive: u64) -> String {
+    let waited = if times.waited.is_zero() {
+        String::new()
+    } else {
+        format!(" (and {} waiting for cargo's build lock)", human_duration(times.waited))
+    };
+    format!(
+        "in {}{waited}, packed in {}; {}",
+        human_duration(times.build),
+        human_duration(times.pack),
+        sizes(output, archive)
+    )
+}
+
+/// The size of the files as they land in --out, and of the compressed archive in the cache.
+fn sizes(output: u64, archive: u64) -> String {
+    format!("output {}, archive {}", human_bytes(output), human_bytes(archive))
 }
 
 /// `1 target`, `3 targets`.
@@ -399,7 +440,15 @@ pub(super) fn plural(n: usize, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
-type Built = Result<(Duration, Duration), Error>;
+/// Where a built target's time went.
+struct BuildTimes {
+    build: Duration,
+    /// Waiting for another cargo's lock: not part of `build`.
+    waited: Duration,
+    pack: Duration,
+}
+
+type Built = Result<BuildTimes, Error>;
 
 /// How the builds run: at most `jobs` at once, without network when `offline`, with
 /// `wrapper` (sccache's environment, see src/warm/sccache.rs) added to each target's env.
@@ -409,7 +458,8 @@ struct HowToBuild {
     wrapper: BTreeMap<String, String>,
 }
 
-/// Builds the targets, at most `jobs` at once, storing each as soon as it is built.
+/// Builds the targets, at most `jobs` at once, storing each as soon as it is built and
+/// reporting its outcome then (not when the last one is done).
 fn build_all(
     targets: Vec<PlannedTarget>,
     dirs: BuildDirs,
@@ -444,16 +494,26 @@ fn build_all(
                     for (name, value) in wrapper {
                         env.entry(name).or_insert(value);
                     }
-                    let built = build_target(&p.target, &env, &dirs, &log).await?;
+                    let on_cargo_lock =
+                        |waiting: bool| reporter.phase(&name, if waiting { Phase::CargoLock } else { Phase::Build });
+                    let built = build_target(&p.target, &env, &dirs, &log, &on_cargo_lock).await?;
                     reporter.phase(&p.target.name, Phase::Pack);
                     let pack_started = Instant::now();
-                    tokio::task::spawn_blocking(move || store(&p, built.files, built.duration, &cache, &uploads, &sha))
-                        .await
-                        .expect("pack task does not panic")?;
-                    Ok((built.duration, pack_started.elapsed()))
+                    let (build, waited) = (built.duration, built.waited);
+                    let record = tokio::task::spawn_blocking(move || {
+                        store(&p, built.files, built.duration, &cache, &uploads, &sha)
+                    })
+                    .await
+                    .expect("pack task does not panic")?;
+                    let times = BuildTimes { build, waited, pack: pack_started.elapsed() };
+                    let output = record.files.iter().map(|f| f.size).sum();
+                    reporter.done(&name, Outcome::Built, &built_detail(&times, output, record.artifact_size));
+                    Ok(times)
                 }
                 .await;
-                reporter.phase_ended(&name);
+                if result.is_err() {
+                    reporter.done(&name, Outcome::Failed, "");
+                }
                 (index, result)
             });
         }
@@ -474,7 +534,7 @@ fn store(
     cache: &LocalCache,
     uploads: &Uploader,
     sha: &str,
-) -> Result<(), Error> {
+) -> Result<ActionRecord, Error> {
     let staged = cache.tmp_dir().join(format!("pack-{}.tar.zst", p.key));
     let (packed, file) = pack(&files, AtomicFile::create(&cache.tmp_dir(), &staged)?)?;
     file.commit()?;
@@ -493,5 +553,5 @@ fn store(
     };
     cache.put(&record, &staged)?;
     uploads.upload(&record);
-    Ok(())
+    Ok(record)
 }

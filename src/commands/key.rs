@@ -51,8 +51,11 @@ pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: boo
             .collect();
         println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialise"));
     } else {
+        // Columns: names padded to the longest, keys are all one length, counts right-aligned.
+        let name_width = planned.iter().map(|p| p.target.name.len()).max().unwrap_or(0);
+        let count_width = planned.iter().map(|p| p.inputs.len().to_string().len()).max().unwrap_or(0);
         for p in &planned {
-            println!("{}  {}  {} inputs", p.target.name, p.key, p.inputs.len());
+            println!("{:<name_width$}  {}  {:>count_width$} inputs", p.target.name, p.key, p.inputs.len());
             if verbose {
                 for input in &p.inputs {
                     println!("    {:o} {} {}", input.mode, input.content, input.path);

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::github::{GithubEnv, run_outputs, run_summary};
 use crate::plan::{plan, recipe_and_workspace};
 use crate::publish::{Manifest, Staging, Status, TargetReport};
-use crate::report::{Phase, Reporter, human_duration};
+use crate::report::{Outcome, Phase, Reporter, human_duration};
 
 pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
     let started = Instant::now();
@@ -57,7 +57,7 @@ pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> R
     let mut missed = Vec::new();
     for p in &planned {
         if !stage.restore_hit(p, &mut reports)? {
-            reporter.done(&p.target.name, "not in the cache");
+            reporter.done(&p.target.name, Outcome::Missing, "");
             let mut report = stage.report(p, Status::Miss, None, Duration::ZERO, None);
             report.source = "none".into();
             reports.insert(p.target.name.clone(), report);
@@ -87,7 +87,7 @@ pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> R
     if args.json {
         println!("{}", serde_json::to_string_pretty(&manifest).expect("manifests serialise"));
     }
-    reporter.info(&format!(
+    reporter.summary(&format!(
         "{}: {} restored, {} not in the cache in {}; artifacts in {}",
         plural(planned.len(), "target"),
         planned.len() - missed.len(),

@@ -316,6 +316,7 @@ pub enum Found {
 /// layout of tasker-core it has (its built-in recipe is [`builtin_recipe`]).
 pub fn find_recipe(tree: &Tree, recipe_file: Option<&Path>) -> Result<Found, RecipeError> {
     if let Some(path) = recipe_file {
+        check_recipe_file(path)?;
         let text = std::fs::read_to_string(path)
             .map_err(|e| RecipeError::Malformed { origin: path.display().to_string(), message: e.to_string() })?;
         return Ok(Found::Recipe(Recipe::parse(&text, &path.display().to_string())?, RecipeSource::File(path.into())));
@@ -330,6 +331,21 @@ pub fn find_recipe(tree: &Tree, recipe_file: Option<&Path>) -> Result<Found, Rec
     Ok(Found::BuiltIn(detect_layout(tree.entries(), &read)?))
 }
 
+/// Refuses a `--recipe` file that does not exist, before any fetch or build is spent on a
+/// run that would fail on it.
+pub fn check_recipe_file(path: &Path) -> Result<(), RecipeError> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(RecipeError::MissingFile { path: path.into(), cwd: std::env::current_dir().unwrap_or_default() })
+        }
+        Ok(meta) if meta.is_dir() => Err(RecipeError::Malformed {
+            origin: path.display().to_string(),
+            message: "it is a directory; --recipe takes a TOML file".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The built-in recipe of `layout`, with names read off the tree's workspace `graph`.
 pub fn builtin_recipe(layout: Layout, graph: &WorkspaceGraph, tree: &Tree) -> Result<Recipe, RecipeError> {
     builtin::recipe(layout, graph, tree.entries())
@@ -339,6 +355,8 @@ pub fn builtin_recipe(layout: Layout, graph: &WorkspaceGraph, tree: &Tree) -> Re
 pub enum RecipeError {
     #[error("malformed recipe {origin}: {message}")]
     Malformed { origin: String, message: String },
+    #[error("recipe file {} does not exist: check --recipe (a relative path is from the current dir, {})", path.display(), cwd.display())]
+    MissingFile { path: PathBuf, cwd: PathBuf },
     #[error(
         "no built-in recipe matches this tree ({reason}); write a tbuild.toml at the repository root or pass --recipe FILE (see the README's \"Recipe format\")"
     )]

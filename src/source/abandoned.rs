@@ -30,6 +30,20 @@ pub fn remove_abandoned_git_files(git_dir: &Path) -> (usize, u64) {
     (count, bytes)
 }
 
+/// Whether the mirror at `git_dir` holds nothing: no refs and no objects. That is what a first
+/// fetch that failed leaves (the mirror is created before the fetch); it is safe to remove
+/// under `mirror.lock`. A mirror with objects but no refs (a bundle import) is kept.
+pub fn is_empty_mirror(git_dir: &Path) -> bool {
+    let Ok(repo) = git2::Repository::open_bare(git_dir) else { return false };
+    let no_refs = repo.references().is_ok_and(|mut refs| refs.next().is_none());
+    let no_objects = walkdir::WalkDir::new(git_dir.join("objects"))
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+        .all(|entry| !entry.file_type().is_file());
+    no_refs && no_objects
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

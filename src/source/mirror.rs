@@ -33,10 +33,14 @@ pub fn repo_id(url: &str) -> String {
     format!("{}-{}", name, &blake3::hash(url.as_bytes()).to_hex()[..12])
 }
 
+/// Whether `--repo` is a URL (`https://…`, `file://…`, `git@host:path`) rather than a local path.
+pub fn is_remote(repo: &str) -> bool {
+    repo.contains("://") || (repo.contains(':') && !repo.starts_with('/') && !repo.starts_with('.'))
+}
+
 /// The URL form of `--repo`: a local path becomes absolute so that one repository has one mirror.
 pub fn normalise_url(repo: &str) -> String {
-    let looks_remote = repo.contains("://") || (repo.contains(':') && !repo.starts_with('/') && !repo.starts_with('.'));
-    if looks_remote {
+    if is_remote(repo) {
         return repo.to_string();
     }
     match std::fs::canonicalize(repo) {

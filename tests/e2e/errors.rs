@@ -58,7 +58,10 @@ fn ambiguous_short_sha_is_a_source_error() {
 #[test]
 fn offline_without_the_commit_mirrored_is_a_source_error() {
     let world = World::new();
-    let output = core(&world, "main", &["--offline"], &[]);
+    // A URL is never fetched offline (a local path is: reading it needs no network, see
+    // first_hour.rs).
+    let url = format!("file://{}", world.repo().display());
+    let output = world.key_from(&url, "main", &["--offline"]);
     assert_fails(&output, 3, &["--offline"]);
     // Once mirrored, offline works for a SHA, with the network (here: the repo path) gone.
     let sha = world.git(&["rev-parse", "base"]).trim().to_string();

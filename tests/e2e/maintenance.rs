@@ -88,7 +88,7 @@ fn hits_record_last_use_and_gc_evicts_least_recently_used_first() {
     // Least recently used now: server (2 days), worker (1 day), ctl (just hit). A limit that
     // holds exactly two entries evicts the server only.
     let limit = entry_bytes(&cache, &built, "tasker-ctl") + entry_bytes(&cache, &built, "tasker-worker");
-    let output = world.tbuild(&["cache", "gc", "--max-size", &limit.to_string(), "--json"]);
+    let output = world.tbuild(&["cache", "gc", "--max-size", &format!("{limit}B"), "--json"]);
     assert_ok(&output);
     let report = json_out(&output);
     let evicted: Vec<&str> =
