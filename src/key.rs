@@ -62,7 +62,8 @@ use crate::source::{Entry, SourceError, Tree};
 /// with every remote format (`cache-layout.md`). 2 came with the per-target lock slices and
 /// with remote format 2, whose signatures cover the whole record, so that a tbuild signing
 /// the old way never shares a key with one signing the new way (each would refuse and
-/// overwrite the other's entries).
+/// overwrite the other's entries). `the_key_of_fixed_inputs_is_pinned` (`key_tests.rs`) pins
+/// one key's hex, so an encoding change without a bump fails a test.
 pub const KEY_VERSION: u32 = 2;
 
 /// One input as it entered the key.

@@ -167,3 +167,36 @@ fn resolve_inside_is_lexical_and_bounded() {
     assert_eq!(resolve_inside("a/b", "../../.."), None);
     assert_eq!(resolve_inside("a/b", "/abs"), None);
 }
+
+/// The key of fixed inputs, pinned. Keys are shared between machines and tbuild versions
+/// through remote caches: if this fails, the encoding of a key changed, so old entries would
+/// be served under new meaning or missed for no reason. Bump `KEY_VERSION` in `src/key.rs`,
+/// describe the change in its module doc and in cache-layout.md, then pin the new value.
+#[test]
+fn the_key_of_fixed_inputs_is_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("crates/ctl/src")).unwrap();
+    fs::write(dir.path().join("crates/ctl/src/main.rs"), "fn main() {}\n").unwrap();
+    fs::write(dir.path().join("run.sh"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(dir.path().join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    symlink("crates/ctl", dir.path().join("ctl")).unwrap();
+    let tree = Tree::from_dir(dir.path().to_path_buf()).unwrap();
+    let inputs: BTreeSet<String> = tree.entries().keys().cloned().collect();
+    let env = [("RUSTFLAGS".to_string(), Some("-O".to_string())), ("CC".to_string(), None)];
+    let slices = BTreeMap::from([("Cargo.lock".to_string(), b"[[package]]\nname = \"a\"\n".to_vec())]);
+    let key = derive_key(
+        &tree,
+        &inputs,
+        &target(&["tasker-ctl"]),
+        "rustc 1.95.0",
+        &env,
+        &slices,
+        &mut BlobDigestMemo::in_memory(),
+    )
+    .unwrap()
+    .key;
+    assert_eq!(
+        key, "c06cd6c1f63429714f15b8c330a886e021635e23fe0edbb0a844a3e3461a1cfb",
+        "the key encoding changed: bump KEY_VERSION and update the key module doc and cache-layout.md"
+    );
+}
