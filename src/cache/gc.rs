@@ -349,26 +349,14 @@ pub fn dir_size(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::{ActionRecord, ArtifactStore, RECORD_FORMAT};
+    use crate::cache::{ActionRecord, ArtifactStore};
 
     /// Stores an entry whose archive holds `bytes`; returns its key.
     fn store(cache: &LocalCache, n: u8, bytes: &[u8]) -> String {
         let key = format!("{n:02x}").repeat(32);
         let archive = cache.tmp_dir().join(format!("a{n}"));
         fs::write(&archive, bytes).unwrap();
-        let record = ActionRecord {
-            format: RECORD_FORMAT,
-            target: format!("t{n}"),
-            key: key.clone(),
-            artifact_digest: blake3::hash(bytes).to_hex().to_string(),
-            artifact_size: bytes.len() as u64,
-            files: vec![],
-            build_duration_ms: 1,
-            provenance: "abc".into(),
-            toolchain: "rustc".into(),
-            created_at: 0,
-            derivation: None,
-        };
+        let record = ActionRecord { target: format!("t{n}"), ..ActionRecord::for_test(&key, bytes) };
         cache.put(&record, &archive).unwrap();
         key
     }

@@ -348,19 +348,7 @@ mod tests {
     use super::*;
 
     fn record(key: &str, digest: &str, size: u64) -> ActionRecord {
-        ActionRecord {
-            format: RECORD_FORMAT,
-            target: "t".into(),
-            key: key.into(),
-            artifact_digest: digest.into(),
-            artifact_size: size,
-            files: vec![],
-            build_duration_ms: 1,
-            provenance: "abc".into(),
-            toolchain: "rustc".into(),
-            created_at: 0,
-            derivation: None,
-        }
+        ActionRecord { artifact_digest: digest.into(), artifact_size: size, ..ActionRecord::for_test(key, b"") }
     }
 
     #[test]

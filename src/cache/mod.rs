@@ -104,6 +104,25 @@ impl ActionRecord {
         record.validate()?;
         Ok(record)
     }
+
+    /// A valid record of `key` whose archive is `archive` (no files listed), for tests that
+    /// need an entry and not its contents; override fields with struct update syntax.
+    #[cfg(test)]
+    pub(crate) fn for_test(key: &str, archive: &[u8]) -> ActionRecord {
+        ActionRecord {
+            format: RECORD_FORMAT,
+            target: "t".into(),
+            key: key.into(),
+            artifact_digest: blake3::hash(archive).to_hex().to_string(),
+            artifact_size: archive.len() as u64,
+            files: vec![],
+            build_duration_ms: 1,
+            provenance: "abc".into(),
+            toolchain: "rustc".into(),
+            created_at: 0,
+            derivation: None,
+        }
+    }
 }
 
 /// 64 lowercase hex digits: a blake3 digest or a key as tbuild writes them.

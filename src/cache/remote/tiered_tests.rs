@@ -76,19 +76,7 @@ fn hex64(c: char) -> String {
 /// Puts an entry for `key` with `archive` bytes into the remote, as an upload would.
 fn seed(f: &Fixture, key: &str, archive: &[u8], signer: Option<&Signer>) -> RemoteRecord {
     let sha256: String = Sha256::digest(archive).iter().map(|b| format!("{b:02x}")).collect();
-    let record = ActionRecord {
-        format: RECORD_FORMAT,
-        target: "t".into(),
-        key: key.into(),
-        artifact_digest: blake3::hash(archive).to_hex().to_string(),
-        artifact_size: archive.len() as u64,
-        files: vec![],
-        build_duration_ms: 1,
-        provenance: "abc".into(),
-        toolchain: "rustc".into(),
-        created_at: 0,
-        derivation: None,
-    };
+    let record = ActionRecord::for_test(key, archive);
     let signature = signer.map(|s| s.sign(&record, &sha256));
     let remote = RemoteRecord { format: REMOTE_FORMAT, record, archive_sha256: sha256.clone(), signature };
     let mut objects = f.memory.objects.lock().unwrap();
@@ -218,19 +206,7 @@ fn a_refused_archive_is_uploaded_again_and_records_are_signed() {
 
 /// A build of `key` stored locally and uploaded, as `core` does after a miss.
 fn build_and_upload(f: &Fixture, key: &str, bytes: &[u8]) -> crate::cache::remote::RemoteSummary {
-    let record = ActionRecord {
-        format: RECORD_FORMAT,
-        target: "t".into(),
-        key: key.into(),
-        artifact_digest: blake3::hash(bytes).to_hex().to_string(),
-        artifact_size: bytes.len() as u64,
-        files: vec![],
-        build_duration_ms: 1,
-        provenance: "abc".into(),
-        toolchain: "rustc".into(),
-        created_at: 0,
-        derivation: None,
-    };
+    let record = ActionRecord::for_test(key, bytes);
     let archive = f.store.local().tmp_dir().join("built");
     std::fs::write(&archive, bytes).unwrap();
     f.store.put(&record, &archive).unwrap();
