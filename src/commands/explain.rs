@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{LoadedTree, load_commit, load_dir};
+use super::{History, LoadedTree, load_commit_with, load_dir};
 use crate::cache::entries::RecordFile;
 use crate::cache::{ActionRecord, BlobDigestMemo, KeyDerivation, LAYOUT_VERSION, LocalCache};
 use crate::cli::ExplainArgs;
@@ -35,7 +35,7 @@ struct Explanation {
 
 pub fn run(args: &ExplainArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
     let loaded = match (&args.sha, &args.path) {
-        (Some(rev), None) => load_commit(cache, &args.repo, rev, args.offline, reporter)?,
+        (Some(rev), None) => load_commit_with(cache, &args.repo, rev, args.offline, History::Walked, reporter)?,
         (None, Some(path)) => load_dir(path)?,
         _ => return Err(Error::Usage("give exactly one of --sha and --path".into())),
     };

@@ -27,17 +27,39 @@ pub struct LoadedTree {
     pub repo_dir: Option<PathBuf>,
 }
 
+/// Whether a command reads only its commit, or also the commit's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    /// The commit's tree: a fresh mirror of a network repository may fetch it shallow.
+    No,
+    /// Ancestors too: a shallow mirror is deepened first (offline: a warning, and the walk
+    /// stops at the shallow boundary).
+    Walked,
+}
+
 /// Mirrors `repo` (fetching only when needed) and reads the tree of `rev`.
-///
-/// A local path is checked before anything is created for it, and fetched from even when
-/// `offline`: reading a directory needs no network. A path that is gone is read from its
-/// mirror if it has one. A mirror created for a fetch that then
-/// failed is removed, so `repos/` keeps no empty mirror.
 pub fn load_commit(
     cache: &LocalCache,
     repo: &str,
     rev: &str,
     offline: bool,
+    reporter: &Reporter,
+) -> Result<LoadedTree, Error> {
+    load_commit_with(cache, repo, rev, offline, History::No, reporter)
+}
+
+/// [`load_commit`], deepening a shallow mirror when `history` is [`History::Walked`].
+///
+/// A local path is checked before anything is created for it, and fetched from even when
+/// `offline`: reading a directory needs no network. A path that is gone is read from its
+/// mirror if it has one. A mirror created for a fetch that then
+/// failed is removed, so `repos/` keeps no empty mirror.
+pub fn load_commit_with(
+    cache: &LocalCache,
+    repo: &str,
+    rev: &str,
+    offline: bool,
+    history: History,
     reporter: &Reporter,
 ) -> Result<LoadedTree, Error> {
     let url = crate::source::normalise_url(repo);
@@ -54,7 +76,10 @@ pub fn load_commit(
     })?;
     let mirror_dir = repo_dir.join("mirror.git");
     let created = !mirror_dir.exists();
-    let mirror = Mirror::open(&mirror_dir, &url)?;
+    let mut mirror = Mirror::open(&mirror_dir, &url)?;
+    if history == History::Walked {
+        mirror = mirror.needing_history();
+    }
     let fetch_allowed = !offline || (local && !local_gone);
     let commit = match mirror.resolve(rev, !fetch_allowed, &mut reporter.fetch_progress(&url)) {
         Ok(commit) => commit,
@@ -69,6 +94,12 @@ pub fn load_commit(
             });
         }
     };
+    if history == History::Walked {
+        match mirror.deepen(!fetch_allowed, &mut reporter.fetch_progress(&url)) {
+            Err(err @ SourceError::ShallowOffline { .. }) => reporter.warn(&format!("{err}; history stops there")),
+            other => other?,
+        }
+    }
     let repo = mirror.into_repo();
     if !fetch_allowed && repo.resolve_reference_from_short_name(rev).is_ok() {
         reporter.warn(&offline_ref_warning(&repo, rev, commit));
