@@ -164,10 +164,11 @@ impl Mirror {
             };
         }
         let depth = self.depth();
-        if depth == Depth::Tip && self.fetch_tip(rev, is_hex, progress)? {
-            if let Some(oid) = self.lookup(rev)? {
-                return Ok(oid);
-            }
+        if depth == Depth::Tip
+            && self.fetch_tip(rev, is_hex, progress)?
+            && let Some(oid) = self.lookup(rev)?
+        {
+            return Ok(oid);
         }
         self.fetch(progress, &REFSPECS, depth)?;
         if let Some(oid) = self.lookup(rev)? {
