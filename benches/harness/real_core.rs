@@ -56,7 +56,8 @@ impl Core {
         fs::create_dir_all(&self.work).unwrap();
         let tip = self.git(&["rev-parse", "main^{commit}"]);
         eprintln!("bench: real tasker-core {} at {}, cache {}", self.repo(), &tip[..12], self.cache.display());
-        let mut rows = Vec::new();
+        // The range rows first: they need no staged entry, which may still be building.
+        let (mut rows, table) = self.range_rows(&tip);
         let out = self.work.join("out");
         let core = |out: &Path| {
             let args = ["core", "--repo", self.repo(), "--sha", &tip, "--targets", "tasker-ctl", "--out"];
@@ -80,9 +81,6 @@ impl Core {
         let noop = repeat(self.runs, || {}, || run(&mut core(&out)));
         rows.push(absolute_row("core: no-op repeat", noop, 50.0));
         let _ = fs::remove_dir_all(&out);
-
-        let (range_rows, table) = self.range_rows(&tip);
-        rows.extend(range_rows);
         (rows, table)
     }
 
