@@ -22,7 +22,7 @@
 //! another field. The inputs are [`select_inputs`]: the global inputs (root `Cargo.toml`,
 //! `Cargo.lock`, `.cargo/**`, `rust-toolchain*`, the recipe's `global_inputs`), every file of
 //! every crate dir in the path-dependency closure of the target's packages (normal and build
-//! dependencies, from cargo metadata), minus the crate excludes (`tests/`, `benches/`,
+//! dependencies, as cargo metadata gives them), minus the crate excludes (`tests/`, `benches/`,
 //! `examples/`, `*.md` by default), minus the dirs of other workspace members nested inside a
 //! crate, plus the target's `inputs` globs, minus its `exclude` globs. Symlinks are inputs
 //! themselves (by target) and, when they point inside the repository, what they point to is

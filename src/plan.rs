@@ -8,6 +8,7 @@ use crate::cache::{BlobDigestMemo, LocalCache};
 use crate::error::Error;
 use crate::key::{KeyInput, derive_key, select_inputs};
 use crate::recipe::WorkspaceGraph;
+use crate::recipe::lock_slice::{SliceMemo, WorkspaceFiles};
 use crate::recipe::{Found, Recipe, RecipeSource, Target, builtin_recipe, find_recipe, workspace_graph};
 use crate::source::Tree;
 use crate::toolchain;
@@ -58,17 +59,19 @@ pub fn plan(
 ) -> Result<Vec<PlannedTarget>, Error> {
     let resolved: Vec<Target> = recipe.targets.iter().map(|t| t.resolved(recipe)).collect();
     let fingerprints = toolchain::probe(&resolved, &mut ToolMemo::open(cache))?;
-    plan_with(tree, recipe, graph, memo, &fingerprints)
+    plan_with(tree, recipe, graph, memo, &fingerprints, &mut SliceMemo::default())
 }
 
 /// [`plan`] with toolchain fingerprints already probed (or, for comparing keys across
-/// commits, deliberately left empty: the toolchain is the same for every commit of a run).
+/// commits, deliberately left empty: the toolchain is the same for every commit of a run),
+/// and the run's lock-slice memo (one per run: many commits share their lock).
 pub fn plan_with(
     tree: &Tree,
     recipe: &Recipe,
     graph: Option<&WorkspaceGraph>,
     memo: &mut BlobDigestMemo,
     fingerprints: &BTreeMap<String, String>,
+    slice_memo: &mut SliceMemo,
 ) -> Result<Vec<PlannedTarget>, Error> {
     let resolved: Vec<Target> = recipe.targets.iter().map(|t| t.resolved(recipe)).collect();
     let selected = resolved
@@ -78,7 +81,7 @@ pub fn plan_with(
     tree.digest_ahead(selected.iter().flatten(), memo)?;
     // Cargo.lock and the root manifest are parsed once per tree, sliced per target.
     let mut workspace_files = match graph {
-        Some(_) => Some(crate::recipe::lock_slice::WorkspaceFiles::read(tree)?),
+        Some(_) => Some(WorkspaceFiles::read(tree, slice_memo)?),
         None => None,
     };
     let mut planned = Vec::with_capacity(resolved.len());
@@ -93,7 +96,7 @@ pub fn plan_with(
             .collect();
         let toolchain = toolchain::target_fingerprint(&target, fingerprints);
         let slices = match (graph, &mut workspace_files) {
-            (Some(graph), Some(files)) => files.target_slices(tree, graph, &target)?,
+            (Some(graph), Some(files)) => files.target_slices(tree, graph, &target, slice_memo)?,
             _ => BTreeMap::new(),
         };
         let key = derive_key(tree, &inputs, &target, &toolchain, &key_env, &slices, memo)?;

@@ -21,6 +21,7 @@ use crate::cache::{BlobDigestMemo, KeyLock, LocalCache};
 use crate::cli::KeyArgs;
 use crate::error::Error;
 use crate::plan::{plan_with, recipe_and_workspace};
+use crate::recipe::lock_slice::SliceMemo;
 use crate::report::Reporter;
 use crate::source::{Mirror, SourceError, Tree, normalise_url, repo_id};
 
@@ -102,11 +103,12 @@ pub fn run(args: &KeyArgs, range: &str, cache: &LocalCache, reporter: &Reporter)
 
     let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
     let mut known: HashMap<Oid, Keys> = HashMap::new();
+    let mut slices = SliceMemo::default();
     let mut keys_of = |oid: Oid, memo: &mut BlobDigestMemo| -> Result<Keys, Error> {
         if let Some(keys) = known.get(&oid) {
             return Ok(keys.clone());
         }
-        let keys = keys_at(open()?, oid, args, cache, memo)?;
+        let keys = keys_at(open()?, oid, args, cache, memo, &mut slices)?;
         known.insert(oid, keys.clone());
         Ok(keys)
     };
@@ -162,11 +164,12 @@ fn keys_at(
     args: &KeyArgs,
     cache: &LocalCache,
     memo: &mut BlobDigestMemo,
+    slices: &mut SliceMemo,
 ) -> Result<Keys, Error> {
     let tree = Tree::from_commit(repo, oid)?;
     let (recipe, _, graph) = recipe_and_workspace(&tree, args.recipe.as_deref(), Some(cache), memo)?;
     let recipe = recipe.select(&args.targets)?;
-    let planned = plan_with(&tree, &recipe, graph.as_ref(), memo, &BTreeMap::new())?;
+    let planned = plan_with(&tree, &recipe, graph.as_ref(), memo, &BTreeMap::new(), slices)?;
     Ok(planned.into_iter().map(|p| (p.target.name, p.key)).collect())
 }
 

@@ -17,8 +17,8 @@
 //! entry, a root manifest that is a package) is `None`: the whole file enters the key. A
 //! wrong slice is worse than no slice.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use toml::{Table, Value};
 
@@ -37,48 +37,67 @@ pub struct MemberDeps {
     pub inherited: BTreeSet<String>,
 }
 
-/// The last lock parsed in this process, by git blob id (which names its content):
-/// consecutive commits of a `key --range` mostly share their lock, and parsing it is most of
-/// the cost of slicing.
-static LAST_LOCK: Mutex<Option<(git2::Oid, Option<Arc<ParsedLock>>)>> = Mutex::new(None);
+/// What slicing learned during one run, reused across the trees (commits) it keys: files are
+/// named by their git blob ids, which name their content, so a hit is the same answer. Over a
+/// `key --range` most commits share their lock and manifests with their parent, and parsing,
+/// slicing and re-serialising a 700-entry lock per target per commit was most of a warm run.
+/// Trees on disk (no blob ids) compute everything. Owned by the caller, never global.
+#[derive(Default)]
+pub struct SliceMemo {
+    /// The last lock parsed, by blob id.
+    last_lock: Option<(git2::Oid, Option<Arc<ParsedLock>>)>,
+    /// (lock blob, members and what they build with) -> the lock slice.
+    lock_slices: HashMap<(git2::Oid, String), Option<Arc<Vec<u8>>>>,
+    /// (root manifest blob, inherited keys, packages named) -> the root manifest slice.
+    root_slices: HashMap<(git2::Oid, String, bool), Option<Arc<Vec<u8>>>>,
+    /// Root manifest blob -> its `[workspace.dependencies]`.
+    workspace_deps: HashMap<git2::Oid, Arc<Table>>,
+    /// (member manifest blob, root manifest blob) -> what the member builds with.
+    member_deps: HashMap<(git2::Oid, git2::Oid), Option<MemberDeps>>,
+}
 
 /// The workspace-wide files of one tree, parsed once for all its targets.
 pub struct WorkspaceFiles {
-    /// The root manifest, if it is a file.
+    /// The root manifest, if it is a file, with its blob id when it comes from git.
     root: Option<String>,
-    workspace_deps: Table,
-    /// `None`: no `Cargo.lock`, or one that cannot be sliced.
-    lock: Option<Arc<ParsedLock>>,
+    root_id: Option<git2::Oid>,
+    workspace_deps: Arc<Table>,
+    /// `Cargo.lock`'s blob id when it comes from git; the lock is parsed only on a memo miss.
+    lock_id: Option<git2::Oid>,
     /// Member manifest path -> what it builds with (`None`: absent or unparsable).
     members: BTreeMap<String, Option<MemberDeps>>,
 }
 
+fn blob_id(tree: &Tree, path: &str) -> Option<git2::Oid> {
+    match tree.entries().get(path) {
+        Some(Entry::File { blob, .. }) => *blob,
+        _ => None,
+    }
+}
+
+fn text(tree: &Tree, path: &str) -> Result<Option<String>, SourceError> {
+    Ok(match tree.entries().get(path) {
+        Some(Entry::File { .. }) => Some(String::from_utf8_lossy(&tree.read(path)?).into_owned()),
+        _ => None,
+    })
+}
+
 impl WorkspaceFiles {
-    pub fn read(tree: &Tree) -> Result<WorkspaceFiles, SourceError> {
-        let is_file = |path: &str| matches!(tree.entries().get(path), Some(Entry::File { .. }));
-        let text = |path: &str| -> Result<Option<String>, SourceError> {
-            Ok(if is_file(path) { Some(String::from_utf8_lossy(&tree.read(path)?).into_owned()) } else { None })
+    pub fn read(tree: &Tree, memo: &mut SliceMemo) -> Result<WorkspaceFiles, SourceError> {
+        let root = text(tree, "Cargo.toml")?;
+        let root_id = blob_id(tree, "Cargo.toml");
+        let parse_deps = || Arc::new(root.as_deref().map(workspace_deps).unwrap_or_default());
+        let workspace_deps = match root_id {
+            Some(id) => memo.workspace_deps.entry(id).or_insert_with(parse_deps).clone(),
+            None => parse_deps(),
         };
-        let root = text("Cargo.toml")?;
-        let workspace_deps = root.as_deref().map(workspace_deps).unwrap_or_default();
-        let parse = || -> Result<Option<Arc<ParsedLock>>, SourceError> {
-            Ok(text("Cargo.lock")?.as_deref().and_then(ParsedLock::parse).map(Arc::new))
-        };
-        let lock = match tree.entries().get("Cargo.lock") {
-            Some(Entry::File { blob: Some(id), .. }) => {
-                let mut last = LAST_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                match &*last {
-                    Some((known, parsed)) if known == id => parsed.clone(),
-                    _ => {
-                        let parsed = parse()?;
-                        *last = Some((*id, parsed.clone()));
-                        parsed
-                    }
-                }
-            }
-            _ => parse()?,
-        };
-        Ok(WorkspaceFiles { root, workspace_deps, lock, members: BTreeMap::new() })
+        Ok(WorkspaceFiles {
+            root,
+            root_id,
+            workspace_deps,
+            lock_id: blob_id(tree, "Cargo.lock"),
+            members: BTreeMap::new(),
+        })
     }
 
     /// The bytes that stand for `Cargo.lock` and the root `Cargo.toml` in `target`'s key
@@ -89,6 +108,7 @@ impl WorkspaceFiles {
         tree: &Tree,
         graph: &WorkspaceGraph,
         target: &Target,
+        memo: &mut SliceMemo,
     ) -> Result<BTreeMap<String, Vec<u8>>, SourceError> {
         let mut slices = BTreeMap::new();
         let Some(root) = &self.root else { return Ok(slices) };
@@ -104,25 +124,85 @@ impl WorkspaceFiles {
             let manifest =
                 if package.dir.is_empty() { "Cargo.toml".to_string() } else { format!("{}/Cargo.toml", package.dir) };
             if !self.members.contains_key(&manifest) {
-                let deps = match tree.entries().get(&manifest) {
-                    Some(Entry::File { .. }) => {
-                        member_deps(&String::from_utf8_lossy(&tree.read(&manifest)?), &self.workspace_deps)
-                    }
-                    _ => None,
-                };
+                let deps = self.member_deps(tree, &manifest, memo)?;
                 self.members.insert(manifest.clone(), deps);
             }
             let Some(deps) = &self.members[&manifest] else { return Ok(slices) };
             members.insert(name.clone(), deps.clone());
         }
         let inherited: BTreeSet<String> = members.values().flat_map(|m| m.inherited.iter().cloned()).collect();
-        if let Some(slice) = root_manifest_slice(root, &inherited, packages_named) {
-            slices.insert("Cargo.toml".to_string(), slice);
+        let root_slice = || root_manifest_slice(root, &inherited, packages_named).map(Arc::new);
+        let root_slice = match self.root_id {
+            Some(id) => {
+                let names = inherited.iter().map(String::as_str).collect::<Vec<_>>().join("\n");
+                memo.root_slices.entry((id, names, packages_named)).or_insert_with(root_slice).clone()
+            }
+            None => root_slice(),
+        };
+        if let Some(slice) = root_slice {
+            slices.insert("Cargo.toml".to_string(), slice.to_vec());
         }
-        if let Some(slice) = self.lock.as_ref().and_then(|lock| lock.slice(&members)) {
-            slices.insert("Cargo.lock".to_string(), slice);
+        if let Some(slice) = self.lock_slice(tree, &members, memo)? {
+            slices.insert("Cargo.lock".to_string(), slice.to_vec());
         }
         Ok(slices)
+    }
+
+    fn member_deps(
+        &self,
+        tree: &Tree,
+        manifest: &str,
+        memo: &mut SliceMemo,
+    ) -> Result<Option<MemberDeps>, SourceError> {
+        let parse = |text: Option<String>| text.and_then(|t| member_deps(&t, &self.workspace_deps));
+        match (blob_id(tree, manifest), self.root_id) {
+            (Some(id), Some(root_id)) => {
+                if let Some(known) = memo.member_deps.get(&(id, root_id)) {
+                    return Ok(known.clone());
+                }
+                let deps = parse(text(tree, manifest)?);
+                memo.member_deps.insert((id, root_id), deps.clone());
+                Ok(deps)
+            }
+            _ => Ok(parse(text(tree, manifest)?)),
+        }
+    }
+
+    /// The lock slice of `members`, from the memo when this lock and these members were
+    /// sliced before; `None`: no lock, or one that cannot be sliced.
+    fn lock_slice(
+        &self,
+        tree: &Tree,
+        members: &BTreeMap<String, MemberDeps>,
+        memo: &mut SliceMemo,
+    ) -> Result<Option<Arc<Vec<u8>>>, SourceError> {
+        let Some(id) = self.lock_id else {
+            let lock = text(tree, "Cargo.lock")?;
+            return Ok(lock.as_deref().and_then(|l| lock_slice(l, members)).map(Arc::new));
+        };
+        let mut members_key = String::new();
+        for (name, deps) in members {
+            members_key.push_str(name);
+            for package in &deps.packages {
+                members_key.push(' ');
+                members_key.push_str(package);
+            }
+            members_key.push('\n');
+        }
+        if let Some(known) = memo.lock_slices.get(&(id, members_key.clone())) {
+            return Ok(known.clone());
+        }
+        let parsed = match &memo.last_lock {
+            Some((known, parsed)) if *known == id => parsed.clone(),
+            _ => {
+                let parsed = text(tree, "Cargo.lock")?.as_deref().and_then(ParsedLock::parse).map(Arc::new);
+                memo.last_lock = Some((id, parsed.clone()));
+                parsed
+            }
+        };
+        let slice = parsed.and_then(|lock| lock.slice(members)).map(Arc::new);
+        memo.lock_slices.insert((id, members_key), slice.clone());
+        Ok(slice)
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod builtin;
 pub mod lock_slice;
+mod manifest_graph;
 mod workspace;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use builtin::{Layout, detect_layout};
-pub use workspace::{WorkspaceGraph, WorkspacePackage, workspace_graph};
+pub use workspace::{Skeleton, WorkspaceGraph, WorkspacePackage, workspace_graph};
 
 use crate::source::Tree;
 

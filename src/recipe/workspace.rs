@@ -1,8 +1,10 @@
 //! The cargo workspace's crate graph: which crate dirs feed a package (its path-dependency
 //! closure through normal and build dependencies; dev-dependencies do not feed a build).
 //!
-//! The graph comes from `cargo metadata --no-deps --offline` (authoritative, no network), run
-//! on a skeleton of the tree: every `Cargo.toml` with its content plus an empty file at every
+//! The graph is parsed from the manifests where that is certain (see
+//! [`super::manifest_graph`]: no process per manifest set, which over a long `key --range` was
+//! most of a cold run); otherwise it comes from `cargo metadata --no-deps --offline`
+//! (authoritative, no network), run on a skeleton of the tree: every `Cargo.toml` with its content plus an empty file at every
 //! `*.rs` path, which is all cargo looks at to discover packages and targets. So a commit
 //! needs no checkout to be keyed, and a tree on disk goes through the very same code. The
 //! result is memoised in the cache by a digest of the manifests' contents and the `.rs` paths.
@@ -65,58 +67,25 @@ impl WorkspaceGraph {
     }
 }
 
-/// The workspace graph of `tree`, from the memo when its manifests were seen before.
+/// The workspace graph of `tree`, from the memo when its manifests were seen before, else
+/// parsed from the manifests ([`super::manifest_graph`]), else from `cargo metadata`.
 pub fn workspace_graph(
     tree: &Tree,
     memo: &mut BlobDigestMemo,
     cache: Option<&LocalCache>,
 ) -> Result<WorkspaceGraph, RecipeError> {
-    let io = |e: crate::source::SourceError| RecipeError::Workspace { message: e.to_string() };
-    let manifests: Vec<&String> = tree
-        .entries()
-        .iter()
-        .filter(|(path, entry)| {
-            matches!(entry, Entry::File { .. }) && (*path == "Cargo.toml" || path.ends_with("/Cargo.toml"))
-        })
-        .map(|(path, _)| path)
-        .collect();
-    if !manifests.iter().any(|p| *p == "Cargo.toml") {
-        return Err(RecipeError::Workspace { message: "there is no Cargo.toml at the repository root".into() });
-    }
-    let sources: Vec<&String> = tree.entries().keys().filter(|p| p.ends_with(".rs")).collect();
-
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(GRAPH_VERSION.as_bytes());
-    for path in &manifests {
-        hasher.update(b"\0m\0").update(path.as_bytes()).update(b"\0");
-        hasher.update(tree.digest(path, memo).map_err(io)?.as_bytes());
-    }
-    for path in &sources {
-        hasher.update(b"\0s\0").update(path.as_bytes());
-    }
-    let digest = hasher.finalize().to_hex().to_string();
+    let skeleton = Skeleton::of(tree)?;
+    let digest = skeleton.digest(tree, memo)?;
     let memo_path = cache.map(|c| c.graph_path(&digest));
     if let (Some(cache), Some(path)) = (cache, &memo_path)
         && let Some(graph) = cache.get_json::<WorkspaceGraph>(path)
     {
         return Ok(graph);
     }
-
-    let skeleton = tempfile::tempdir().map_err(|e| RecipeError::Workspace { message: e.to_string() })?;
-    let root = skeleton.path().canonicalize().map_err(|e| RecipeError::Workspace { message: e.to_string() })?;
-    let write = |path: &str, bytes: &[u8]| -> Result<(), RecipeError> {
-        let full = root.join(path);
-        std::fs::create_dir_all(full.parent().expect("joined paths have parents"))
-            .and_then(|_| std::fs::write(&full, bytes))
-            .map_err(|e| RecipeError::Workspace { message: format!("writing skeleton {}: {e}", full.display()) })
+    let graph = match skeleton.parsed(tree)? {
+        Some(graph) => graph,
+        None => skeleton.cargo_metadata(tree)?,
     };
-    for path in &manifests {
-        write(path, &tree.read(path).map_err(io)?)?;
-    }
-    for path in &sources {
-        write(path, b"")?;
-    }
-    let graph = graph_from_metadata(&root)?;
     if let (Some(cache), Some(path)) = (cache, &memo_path) {
         // A memo that cannot be written costs time next run, not correctness.
         if let Err(err) = cache.put_json(path, &graph) {
@@ -124,6 +93,81 @@ pub fn workspace_graph(
         }
     }
     Ok(graph)
+}
+
+/// What cargo looks at to discover a workspace's packages: every `Cargo.toml` with its
+/// content and the paths of the `.rs` files.
+pub struct Skeleton {
+    manifests: Vec<String>,
+    sources: Vec<String>,
+}
+
+fn io(e: crate::source::SourceError) -> RecipeError {
+    RecipeError::Workspace { message: e.to_string() }
+}
+
+impl Skeleton {
+    pub fn of(tree: &Tree) -> Result<Skeleton, RecipeError> {
+        let manifests: Vec<String> = tree
+            .entries()
+            .iter()
+            .filter(|(path, entry)| {
+                matches!(entry, Entry::File { .. }) && (*path == "Cargo.toml" || path.ends_with("/Cargo.toml"))
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        if !manifests.iter().any(|p| p == "Cargo.toml") {
+            return Err(RecipeError::Workspace { message: "there is no Cargo.toml at the repository root".into() });
+        }
+        let sources: Vec<String> = tree.entries().keys().filter(|p| p.ends_with(".rs")).cloned().collect();
+        Ok(Skeleton { manifests, sources })
+    }
+
+    /// Names the manifests' contents and the `.rs` paths: the memo's key.
+    pub fn digest(&self, tree: &Tree, memo: &mut BlobDigestMemo) -> Result<String, RecipeError> {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(GRAPH_VERSION.as_bytes());
+        for path in &self.manifests {
+            hasher.update(b"\0m\0").update(path.as_bytes()).update(b"\0");
+            hasher.update(tree.digest(path, memo).map_err(io)?.as_bytes());
+        }
+        for path in &self.sources {
+            hasher.update(b"\0s\0").update(path.as_bytes());
+        }
+        Ok(hasher.finalize().to_hex().to_string())
+    }
+
+    /// The graph parsed from the manifests; `None` when the parser is not certain.
+    pub fn parsed(&self, tree: &Tree) -> Result<Option<WorkspaceGraph>, RecipeError> {
+        let mut texts = BTreeMap::new();
+        for path in &self.manifests {
+            // Not UTF-8: cargo would refuse it, let it say so.
+            let Ok(text) = String::from_utf8(tree.read(path).map_err(io)?) else { return Ok(None) };
+            texts.insert(path.clone(), text);
+        }
+        let files: BTreeSet<String> = self.manifests.iter().chain(&self.sources).cloned().collect();
+        Ok(super::manifest_graph::parse_graph(&super::manifest_graph::Manifests { texts: &texts, files: &files }))
+    }
+
+    /// The graph from `cargo metadata --no-deps --offline` on the skeleton written to a
+    /// temporary dir (authoritative, no network, no checkout).
+    pub fn cargo_metadata(&self, tree: &Tree) -> Result<WorkspaceGraph, RecipeError> {
+        let skeleton = tempfile::tempdir().map_err(|e| RecipeError::Workspace { message: e.to_string() })?;
+        let root = skeleton.path().canonicalize().map_err(|e| RecipeError::Workspace { message: e.to_string() })?;
+        let write = |path: &str, bytes: &[u8]| -> Result<(), RecipeError> {
+            let full = root.join(path);
+            std::fs::create_dir_all(full.parent().expect("joined paths have parents"))
+                .and_then(|_| std::fs::write(&full, bytes))
+                .map_err(|e| RecipeError::Workspace { message: format!("writing skeleton {}: {e}", full.display()) })
+        };
+        for path in &self.manifests {
+            write(path, &tree.read(path).map_err(io)?)?;
+        }
+        for path in &self.sources {
+            write(path, b"")?;
+        }
+        graph_from_metadata(&root)
+    }
 }
 
 fn graph_from_metadata(root: &Path) -> Result<WorkspaceGraph, RecipeError> {
