@@ -4,7 +4,7 @@
 use crate::build::BuildError;
 use crate::bundle::BundleError;
 use crate::cache::CacheError;
-use crate::publish::PublishError;
+use crate::engine::publish::PublishError;
 use crate::recipe::RecipeError;
 use crate::source::SourceError;
 use crate::toolchain::ToolchainError;
@@ -34,15 +34,15 @@ pub enum Error {
     )]
     CacheMiss { missed: Vec<String>, total: usize },
     #[error(transparent)]
-    Github(#[from] crate::github::GithubError),
+    Github(#[from] crate::tools::github::GithubError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
-    Upstream(#[from] crate::upstream::UpstreamError),
+    Upstream(#[from] crate::tools::upstream::UpstreamError),
     #[error(transparent)]
-    Release(#[from] crate::release::ReleaseError),
+    Release(#[from] crate::tools::release::ReleaseError),
     #[error(transparent)]
-    Affected(#[from] crate::affected::AffectedError),
+    Affected(#[from] crate::tools::affected::AffectedError),
 }
 
 /// Exit codes; 2 is also what clap uses for a command line it cannot parse.

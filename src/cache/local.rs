@@ -74,7 +74,7 @@ impl LocalCache {
         self.versioned.join("trees")
     }
 
-    /// Records of published out dirs, for skipping a repeat (see `crate::in_place`).
+    /// Records of published out dirs, for skipping a repeat (see `crate::engine::in_place`).
     pub fn outs_dir(&self) -> PathBuf {
         self.versioned.join("outs")
     }

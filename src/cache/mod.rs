@@ -40,6 +40,10 @@ pub use memo::BlobDigestMemo;
 pub use no_follow::first_escape;
 pub use record_check::{MAX_RECORD_BYTES, is_name};
 
+/// Where the cache sends a warning (a remote that failed, an entry dropped): the cache knows
+/// no reporter, so it can stand alone; the command layer passes the reporter's `warn`.
+pub type Warn = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Version of the on-disk format under `<cache>/v<N>/`. When bumping this, also bump
 /// `crate::key::KEY_VERSION` if key derivation changed, and update `cache-layout.md`.
 pub const LAYOUT_VERSION: u32 = 1;

@@ -6,11 +6,11 @@
 //! `--remote-required` the first failed operation is an error instead.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::RemoteError;
-use crate::report::Reporter;
+use crate::cache::Warn;
 
 /// Attempts per operation while its errors are retryable.
 const MAX_ATTEMPTS: u32 = 4;
@@ -22,7 +22,7 @@ pub const TRIP_AFTER: u32 = 3;
 pub struct Policy {
     remote: String,
     required: bool,
-    reporter: Arc<Reporter>,
+    warn: Warn,
     state: Mutex<State>,
 }
 
@@ -35,14 +35,14 @@ struct State {
 }
 
 impl Policy {
-    pub fn new(remote: String, required: bool, reporter: Arc<Reporter>) -> Policy {
-        Policy { remote, required, reporter, state: Mutex::new(State::default()) }
+    pub fn new(remote: String, required: bool, warn: Warn) -> Policy {
+        Policy { remote, required, warn, state: Mutex::new(State::default()) }
     }
 
     /// Whether the breaker has tripped.
     /// A warning about this remote that is not a failure (the run goes on as usual).
     pub fn warn(&self, message: &str) {
-        self.reporter.warn(&format!("remote cache {}: {message}", self.remote));
+        (self.warn)(&format!("remote cache {}: {message}", self.remote));
     }
 
     pub fn disabled(&self) -> bool {
@@ -93,7 +93,7 @@ impl Policy {
         }
         if !state.warned {
             state.warned = true;
-            self.reporter.warn(&format!(
+            (self.warn)(&format!(
                 "remote cache {} is not usable ({err}); continuing with the local cache \
 (the remote is skipped for the rest of the run after {TRIP_AFTER} failures in a row)",
                 self.remote
@@ -121,7 +121,7 @@ mod tests {
     use super::*;
 
     fn policy(required: bool) -> Policy {
-        Policy::new("test".into(), required, Arc::new(Reporter::new(true)))
+        Policy::new("test".into(), required, std::sync::Arc::new(|_: &str| {}))
     }
 
     fn status(code: u16) -> RemoteError {

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::cache::ArchiveFile;
-use crate::publish::{Durations, Manifest, PublishError, Staging, Status, TargetReport};
+use crate::engine::publish::{Durations, Manifest, PublishError, Staging, Status, TargetReport};
 
 /// Checksum files tbuild reads (compared case-insensitively).
 const CHECKSUM_FILES: [&str; 4] = ["sha256sums", "sha256sums.txt", "checksums.txt", "checksums.sha256"];
@@ -105,7 +105,7 @@ impl GitHub {
             return Err(ReleaseError::BadRepo { repo: repo.into() });
         }
         let http = reqwest::Client::builder()
-            .user_agent(crate::upstream::registry::user_agent())
+            .user_agent(crate::tools::upstream::registry::user_agent())
             .connect_timeout(Duration::from_secs(20))
             .read_timeout(Duration::from_secs(60))
             .build()
@@ -200,7 +200,7 @@ fn hex(bytes: &[u8]) -> String {
 fn network(url: &str) -> impl Fn(reqwest::Error) -> ReleaseError + '_ {
     move |e| ReleaseError::Network {
         url: url.to_string(),
-        reason: crate::upstream::registry::error_chain(&e.without_url()),
+        reason: crate::tools::upstream::registry::error_chain(&e.without_url()),
     }
 }
 

@@ -182,7 +182,7 @@ impl LookupError {
 
 /// `tbuild/<version> (+<repository>)`: registries ask clients to say who they are.
 pub fn user_agent() -> String {
-    format!("tbuild/{} (+{})", env!("CARGO_PKG_VERSION"), crate::upstream::PROJECT_URL)
+    format!("tbuild/{} (+{})", env!("CARGO_PKG_VERSION"), crate::tools::upstream::PROJECT_URL)
 }
 
 /// Asks registries for version lists: one HTTP client, per-request timeout, retries of
