@@ -8,6 +8,9 @@ use crate::engine::publish::PublishError;
 use crate::recipe::RecipeError;
 use crate::source::SourceError;
 use crate::toolchain::ToolchainError;
+use crate::tools::affected::AffectedError;
+use crate::tools::release::ReleaseError;
+use crate::tools::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,11 +41,11 @@ pub enum Error {
     #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
-    Upstream(#[from] crate::tools::upstream::UpstreamError),
+    Upstream(#[from] UpstreamError),
     #[error(transparent)]
-    Release(#[from] crate::tools::release::ReleaseError),
+    Release(#[from] ReleaseError),
     #[error(transparent)]
-    Affected(#[from] crate::tools::affected::AffectedError),
+    Affected(#[from] AffectedError),
 }
 
 /// Exit codes; 2 is also what clap uses for a command line it cannot parse.
@@ -80,6 +83,40 @@ impl Error {
             Error::Upstream(e) => e.exit_code(),
             Error::Release(e) => e.exit_code(),
             Error::Affected(e) => e.exit_code(),
+        }
+    }
+}
+
+// The side tools' exit codes live here, next to the table, so that the tools never import
+// this module (which imports their error types): the import graph has no circle.
+impl AffectedError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AffectedError::Git { .. } => exit::SOURCE,
+            AffectedError::Rules { .. } => exit::USAGE,
+            AffectedError::Output { .. } => exit::INTERNAL,
+        }
+    }
+}
+
+impl ReleaseError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ReleaseError::BadRepo { .. } | ReleaseError::BadPattern { .. } => exit::USAGE,
+            ReleaseError::Publish(_) => exit::OUTPUT,
+            ReleaseError::Io { .. } => exit::INTERNAL,
+            _ => exit::REMOTE,
+        }
+    }
+}
+
+impl UpstreamError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            UpstreamError::VersionsFile { .. } | UpstreamError::Manifest { .. } => exit::USAGE,
+            UpstreamError::Write { .. } => exit::INTERNAL,
+            UpstreamError::FailOn { .. } | UpstreamError::ConstraintsRefuse { .. } => exit::LAG,
+            UpstreamError::LookupsFailed { .. } => exit::REMOTE,
         }
     }
 }

@@ -377,18 +377,6 @@ pub enum ReleaseError {
     },
 }
 
-impl ReleaseError {
-    pub fn exit_code(&self) -> i32 {
-        use crate::error::exit;
-        match self {
-            ReleaseError::BadRepo { .. } | ReleaseError::BadPattern { .. } => exit::USAGE,
-            ReleaseError::Publish(_) => exit::OUTPUT,
-            ReleaseError::Io { .. } => exit::INTERNAL,
-            _ => exit::REMOTE,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

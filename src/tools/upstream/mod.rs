@@ -292,18 +292,6 @@ pub enum UpstreamError {
     ConstraintsRefuse { count: usize },
 }
 
-impl UpstreamError {
-    pub fn exit_code(&self) -> i32 {
-        use crate::error::exit;
-        match self {
-            UpstreamError::VersionsFile { .. } | UpstreamError::Manifest { .. } => exit::USAGE,
-            UpstreamError::Write { .. } => exit::INTERNAL,
-            UpstreamError::FailOn { .. } | UpstreamError::ConstraintsRefuse { .. } => exit::LAG,
-            UpstreamError::LookupsFailed { .. } => exit::REMOTE,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
