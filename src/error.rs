@@ -120,3 +120,10 @@ impl UpstreamError {
         }
     }
 }
+
+/// The fs layer's errors are the cache's kind (exit 7) unless a layer maps them to its own.
+impl From<crate::fs::FsError> for Error {
+    fn from(err: crate::fs::FsError) -> Error {
+        Error::Cache(err.into())
+    }
+}

@@ -19,6 +19,7 @@ pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod fs;
 pub mod key;
 pub mod recipe;
 pub mod report;

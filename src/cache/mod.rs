@@ -6,7 +6,6 @@
 
 pub mod admission;
 mod archive;
-mod atomic;
 pub mod clean;
 mod derivation;
 mod dir_lock;
@@ -28,9 +27,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::fs::AtomicFile;
 pub(crate) use archive::digest_file;
 pub use archive::{ArchiveFile, PackedArchive, UnpackLimits, pack, unpack};
-pub use atomic::{AtomicFile, write_atomic};
 pub use derivation::{INPUT_DIGEST_CHARS, InputLine, KeyDerivation};
 pub use dir_lock::CacheDirLock;
 pub use link::{LinkMode, restore_linked};
@@ -227,4 +226,16 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 /// Seconds since the epoch, for records.
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// [`crate::fs::write_atomic`] with the cache's error (and its hints: a full disk, a
+/// read-only cache).
+pub fn write_atomic(temp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    Ok(crate::fs::write_atomic(temp_dir, dest, bytes)?)
+}
+
+impl From<crate::fs::FsError> for CacheError {
+    fn from(err: crate::fs::FsError) -> CacheError {
+        CacheError::Io { path: err.path, source: err.source }
+    }
 }
