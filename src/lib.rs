@@ -20,6 +20,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod fs;
+pub mod http;
 pub mod key;
 pub mod recipe;
 pub mod report;

@@ -134,7 +134,7 @@ impl RemoteError {
     pub fn retryable(&self) -> bool {
         match self {
             RemoteError::Connect { .. } => true,
-            RemoteError::Status { status, .. } => *status == 429 || *status >= 500,
+            RemoteError::Status { status, .. } => crate::http::retryable_status(*status),
             RemoteError::Timeout { .. } | RemoteError::Garbage { .. } | RemoteError::Local { .. } => false,
         }
     }

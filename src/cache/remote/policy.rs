@@ -105,15 +105,10 @@ impl Policy {
     }
 }
 
-/// 250 ms, 500 ms, 1 s, ... with up to 50% jitter so that runners that failed together do
-/// not retry together; a server's `Retry-After` wins, within [`MAX_DELAY`].
+/// 250 ms, 500 ms, 1 s, ... with jitter; a server's `Retry-After` wins, within [`MAX_DELAY`]
+/// (see [`crate::http::Backoff`]).
 fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
-    if let Some(wait) = retry_after {
-        return wait.min(MAX_DELAY);
-    }
-    let base = BASE_DELAY.saturating_mul(1 << attempt.min(6)).min(MAX_DELAY);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    base + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
+    crate::http::Backoff { base: BASE_DELAY, max: MAX_DELAY }.delay(attempt, retry_after)
 }
 
 #[cfg(test)]
