@@ -232,7 +232,7 @@ pub struct CoreArgs {
 
     /// Write a timeline of the run (one row per target, its phases coloured) to FILE;
     /// `.html` for a page with a table too, `.svg` for the picture alone.
-    #[arg(long, value_name = "FILE", value_parser = crate::timings::parse_path)]
+    #[arg(long, value_name = "FILE", value_parser = crate::tools::timings::parse_path)]
     pub timings: Option<PathBuf>,
 
     /// How hits reach --out: `copy` extracts each archive; `hardlink` links files from an
@@ -506,7 +506,7 @@ pub enum CheckFormat {
 #[derive(Debug, Args)]
 pub struct UpstreamCheckArgs {
     /// The pins: `{"rust": {"tasker-worker": "0.1.3"}, "python": {...}, ...}`.
-    #[arg(long, default_value = crate::upstream::DEFAULT_VERSIONS_FILE, value_name = "FILE")]
+    #[arg(long, default_value = crate::tools::upstream::DEFAULT_VERSIONS_FILE, value_name = "FILE")]
     pub versions: std::path::PathBuf,
 
     #[command(flatten)]
@@ -519,7 +519,7 @@ pub struct UpstreamCheckArgs {
 
     /// Exit 9 when a package's severity is at least this one.
     #[arg(long, value_enum, value_name = "SEVERITY")]
-    pub fail_on: Option<crate::upstream::Severity>,
+    pub fail_on: Option<crate::tools::upstream::Severity>,
 
     /// Rewrite the pins that are behind to their latest stable version (other keys kept).
     #[arg(long)]

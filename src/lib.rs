@@ -2,34 +2,33 @@
 //! Python wheel, TypeScript worker), restoring each from a content-addressed cache when its
 //! inputs were built before.
 //!
-//! The pipeline runs one way, each stage taking the typed output of the one before:
-//! [`source`] (a tree from a commit or a dir) -> [`plan`] ([`recipe`], crate closures,
-//! [`key`]s) -> restore from the [`cache`] or [`build`] and store -> [`publish`] (the artifact
-//! layout and `manifest.json`) -> [`report`].
+//! The pipeline runs one way, each stage taking the typed output of the one before; its
+//! stages are the files of [`engine`], in order: [`engine::source`] (a tree from a commit or
+//! a dir) -> [`engine::plan`] ([`recipe`], crate closures, [`key`]s) -> [`engine::restore`]
+//! from the [`cache`] or [`engine::build`] (with [`build`]) and [`engine::store`] ->
+//! [`engine::publish`] (the artifact layout and `manifest.json`) -> [`report`].
+//!
+//! [`commands`] turn arguments into one call into the engine (or a side tool of [`tools`]);
+//! [`cache`] stands alone (no command-line or reporter types), as it could be its own crate.
 
-pub mod affected;
 pub mod build;
 pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod engine;
 pub mod error;
-pub mod explain;
-pub mod github;
-pub mod in_place;
+pub mod fs;
+pub mod http;
 pub mod key;
-pub mod plan;
-pub mod publish;
 pub mod recipe;
-pub mod release;
 pub mod report;
 pub mod source;
-pub mod timings;
 pub mod toolchain;
 pub mod toolchain_memo;
+pub mod tools;
 pub mod units;
-pub mod upstream;
 pub mod warm;
 
 use std::sync::Arc;

@@ -19,7 +19,8 @@ use console::Style;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::source::FetchProgress;
-use crate::timings::Timeline;
+use crate::tools::timings::Timeline;
+pub use crate::units::human_bytes;
 
 /// What a target is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,16 +303,4 @@ pub fn human_age(age: Duration) -> String {
         7200..172_800 => format!("{} h", secs / 3600),
         _ => format!("{} days", secs / 86_400),
     }
-}
-
-/// `1.2 MiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }

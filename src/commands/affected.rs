@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use crate::affected::{AffectedError, default_rules, load_rules, select};
 use crate::cli::{AffectedArgs, AffectedFormat};
 use crate::error::Error;
+use crate::tools::affected::{AffectedError, default_rules, load_rules, select};
 
 pub fn run(args: &AffectedArgs) -> Result<(), Error> {
     let rules = match &args.rules {

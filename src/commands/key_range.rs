@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use crate::cache::{BlobDigestMemo, KeyLock, LocalCache};
 use crate::cli::KeyArgs;
+use crate::engine::plan::{plan_with, recipe_and_workspace};
 use crate::error::Error;
-use crate::plan::{plan_with, recipe_and_workspace};
 use crate::recipe::lock_slice::SliceMemo;
 use crate::report::Reporter;
 use crate::source::{Mirror, SourceError, Tree, normalise_url, repo_id};

@@ -2,16 +2,12 @@
 
 use crate::cli::{CoreArgs, ReleaseDownloadArgs};
 use crate::error::Error;
-use crate::release::{GitHub, ReleaseError, download_release, github_repo_of};
 use crate::report::Reporter;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime")
-}
+use crate::tools::release::{GitHub, ReleaseError, download_release, github_repo_of};
 
 pub fn download(args: &ReleaseDownloadArgs, reporter: &Reporter) -> Result<(), Error> {
     let github = GitHub::new(&args.github.api_url, &args.repo)?;
-    let downloaded = runtime().block_on(async {
+    let downloaded = super::runtime().block_on(async {
         let release = github.release(&args.tag).await?;
         let commit = github.release_commit(&release).await?;
         reporter.info(&format!("release {} of {} is {commit}", release.tag_name, args.repo));
@@ -21,7 +17,7 @@ pub fn download(args: &ReleaseDownloadArgs, reporter: &Reporter) -> Result<(), E
     Ok(())
 }
 
-fn report(downloaded: &crate::release::Downloaded, out: &std::path::Path, reporter: &Reporter, json: bool) {
+fn report(downloaded: &crate::tools::release::Downloaded, out: &std::path::Path, reporter: &Reporter, json: bool) {
     let files: usize = downloaded.manifest.targets.values().map(|t| t.files.len()).sum();
     if !downloaded.verified {
         reporter.warn("the release has no checksum file: the assets are not verified");
@@ -60,7 +56,7 @@ pub fn prefer_release(args: &CoreArgs, tag: &str, reporter: &Reporter) -> Result
         return Ok(false);
     }
     let github = GitHub::new(&args.release.github.api_url, &repo)?;
-    let outcome: Result<bool, ReleaseError> = runtime().block_on(async {
+    let outcome: Result<bool, ReleaseError> = super::runtime().block_on(async {
         let release = github.release(tag).await?;
         let commit = github.release_commit(&release).await?;
         if !commit.starts_with(&sha) {

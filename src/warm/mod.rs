@@ -18,7 +18,7 @@ use std::path::Path;
 
 use crate::cache::{ArtifactStore, LocalCache};
 use crate::cli::WarmArgs;
-use crate::plan::PlannedTarget;
+use crate::engine::plan::PlannedTarget;
 use crate::report::{Reporter, human_bytes, human_duration};
 use crate::source::Tree;
 use snapshot::{Restored, Saved, SnapshotKeys};

@@ -41,6 +41,8 @@ struct Fixture {
     _dir: tempfile::TempDir,
     store: TieredStore,
     memory: Memory,
+    /// Dropped last: the store runs on it.
+    _runtime: tokio::runtime::Runtime,
 }
 
 fn fixture(signing_key: Option<&str>) -> Fixture {
@@ -48,11 +50,11 @@ fn fixture(signing_key: Option<&str>) -> Fixture {
     let local = LocalCache::open(dir.path()).unwrap();
     let memory = Memory::default();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let reporter = Arc::new(Reporter::new(true));
+    let warn: crate::cache::Warn = Arc::new(|_: &str| {});
     let shared = Shared {
         name: "memory".into(),
         remote: Remote { name: "memory".into(), backend: Box::new(memory.clone()) },
-        policy: Policy::new("memory".into(), false, reporter),
+        policy: Policy::new("memory".into(), false, warn),
         signer: signing_key.map(|k| Signer::from_bytes(k.as_bytes())),
         read_only: false,
         required: false,
@@ -66,7 +68,8 @@ fn fixture(signing_key: Option<&str>) -> Fixture {
         uploads: Mutex::default(),
         errors: Mutex::default(),
     };
-    Fixture { _dir: dir, store: TieredStore { local, remote: Some((runtime, Arc::new(shared))) }, memory }
+    let store = TieredStore { local, runtime: runtime.handle().clone(), remote: Some(Arc::new(shared)) };
+    Fixture { _dir: dir, store, memory, _runtime: runtime }
 }
 
 fn hex64(c: char) -> String {
