@@ -1,5 +1,7 @@
 //! Which files of a cargo target dir go into a snapshot, pruned the way Swatinem/rust-cache
-//! prunes: no `incremental/` (big, and useless to a non-incremental CI build), no outputs
+//! prunes: no `incremental/` (big, and useless to a non-incremental CI build; kept on request,
+//! [`WhatToKeep`]), no split-debuginfo `deps/*.dwo` (a debugger's; cargo never checks them:
+//! BENCHMARKS.md, warm state on tasker-core), no outputs
 //! uplifted into the profile dir (hard links of files in `deps/`, which cargo links again
 //! for fresh units), and no units this build did not use (artifacts of older commits and
 //! older dependency versions, which would otherwise pile up snapshot after snapshot).
