@@ -93,7 +93,8 @@ pub fn select(target: &Path, mark: Mark, keep: WhatToKeep) -> BTreeMap<String, P
         let name = e.file_name().to_str().unwrap_or_default();
         // Uplifted outputs and incremental state sit right in a profile dir.
         let pruned_here = !e.file_type().is_dir() || (name == "incremental" && !keep.incremental);
-        !(in_profile && pruned_here) && !is_stale(name, &stale_hashes) && !is_split_debuginfo(e.path())
+        let dropped = (in_profile && pruned_here) || is_stale(name, &stale_hashes) || is_split_debuginfo(e.path());
+        !dropped
     }) {
         let Ok(entry) = entry else { continue };
         if !entry.file_type().is_file() {
