@@ -655,6 +655,13 @@ pub struct WarmArgs {
         value_parser = crate::units::parse_size)]
     pub warm_state_max_size: u64,
 
+    /// Put rustc's incremental state (`<profile>/incremental/`) into snapshots too: a fresh
+    /// machine whose work dir is at the same path as the snapshot's (the same cache dir
+    /// path, as on CI runners) then recompiles an edited crate incrementally. Snapshots with
+    /// it are keyed apart from those without.
+    #[arg(long, env = "TBUILD_WARM_STATE_INCREMENTAL")]
+    pub warm_state_incremental: bool,
+
     /// Run cargo with its fingerprint log (CARGO_LOG=cargo::core::compiler::fingerprint=info)
     /// and list, after each build, every unit cargo found dirty with the first stale item.
     #[arg(long, env = "TBUILD_EXPLAIN_REBUILD")]
