@@ -33,7 +33,7 @@ struct ExportReport {
 }
 
 pub fn export(args: &ExportArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
-    let loaded = load_commit(cache, &args.repo, &args.sha, args.offline, reporter)?;
+    let loaded = load_commit(cache, &args.repo.url, &args.sha, args.repo.offline, reporter)?;
     let sha = loaded.tree.provenance();
     let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
     let (recipe, _, graph) = recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
@@ -113,7 +113,7 @@ pub fn export(args: &ExportArgs, cache: &LocalCache, reporter: &Reporter) -> Res
         args.output.display(),
         human_bytes(size)
     ));
-    if args.json {
+    if args.format.is_json() {
         let report = ExportReport {
             file: args.output.display().to_string(),
             sha,
@@ -187,7 +187,7 @@ pub fn import(args: &ImportArgs, cache: &LocalCache, reporter: &Reporter) -> Res
     for entry in &added {
         reporter.info(&format!("added {} {}", entry.target, &entry.key[..16]));
     }
-    if args.json {
+    if args.format.is_json() {
         let report = ImportReport { sha: manifest.sha, added, present, source_repo };
         println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise"));
     }

@@ -35,7 +35,8 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     // Refuse a bad --out before any work.
     super::check_out_outside_cache(&args.out, cache)?;
     let staging = Staging::new(&args.out)?;
-    let store = TieredStore::open(cache, &args.remote, args.rev.offline, reporter.clone()).map_err(Error::Usage)?;
+    let store =
+        TieredStore::open(cache, &args.remote, args.rev.repo.offline, reporter.clone()).map_err(Error::Usage)?;
     store.set_max_entry_size(args.max_entry_size);
     let loaded = load_tree(cache, &args.rev, &reporter)?;
     let sha = loaded.tree.provenance();
@@ -67,7 +68,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         if let Some(path) = &args.timings {
             crate::timings::write(path, &format!("{sha} ({})", loaded.repo_url), reporter.timeline())?;
         }
-        if args.json {
+        if args.format.is_json() {
             println!("{}", serde_json::to_string_pretty(&manifest).expect("manifests serialise"));
         }
         return Ok(());
@@ -107,7 +108,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         // the checkout rewrites only files whose content differs (git blob ids on both
         // sides), so a --path miss after --sha builds compiles what changed, not everything.
         let repo_dir =
-            loaded.repo_dir.clone().unwrap_or_else(|| cache.repo_dir(&repo_id(&normalise_url(&args.rev.repo))));
+            loaded.repo_dir.clone().unwrap_or_else(|| cache.repo_dir(&repo_id(&normalise_url(&args.rev.repo.url))));
         let _work_lock = KeyLock::acquire(&repo_dir.join("work.lock"), || {
             reporter.info("waiting for another tbuild using the work dir")
         })?;
@@ -128,7 +129,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
             wrapper.insert(name.into(), value.into());
         }
         let cargo_target = dirs.cargo_target.clone();
-        let how = HowToBuild { jobs: args.jobs as usize, offline: args.rev.offline, wrapper };
+        let how = HowToBuild { jobs: args.jobs as usize, offline: args.rev.repo.offline, wrapper };
         let results = build_all(to_build, dirs, &store, &sha, &reporter, how);
         if let Some(warm) = &warm {
             let any_built = results.iter().any(|(_, r)| r.is_ok());
@@ -181,7 +182,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     if let Some(path) = &args.timings {
         crate::timings::write(path, &format!("{sha} ({})", loaded.repo_url), reporter.timeline())?;
     }
-    if args.json {
+    if args.format.is_json() {
         println!("{}", serde_json::to_string_pretty(&manifest).expect("manifests serialise"));
     }
     let hits = manifest.targets.values().filter(|t| t.status == Status::Hit).count();

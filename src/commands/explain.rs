@@ -34,8 +34,8 @@ struct Explanation {
 }
 
 pub fn run(args: &ExplainArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
-    let loaded = match (&args.sha, &args.path) {
-        (Some(rev), None) => load_commit(cache, &args.repo, rev, args.offline, reporter)?,
+    let loaded = match (&args.rev.sha, &args.rev.path) {
+        (Some(rev), None) => load_commit(cache, &args.rev.repo.url, rev, args.rev.repo.offline, reporter)?,
         (None, Some(path)) => load_dir(path)?,
         _ => return Err(Error::Usage("give exactly one of --sha and --path".into())),
     };
@@ -68,7 +68,7 @@ pub fn run(args: &ExplainArgs, cache: &LocalCache, reporter: &Reporter) -> Resul
         }),
         differences: found.as_ref().map(|(r, _)| differences(&current, r)),
     };
-    if args.json {
+    if args.format.is_json() {
         println!("{}", serde_json::to_string_pretty(&explanation).expect("explanations serialise"));
     } else {
         print!("{}", render(&explanation));

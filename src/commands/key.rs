@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::{LoadedTree, load_commit, load_dir};
 use crate::cache::{BlobDigestMemo, LocalCache};
-use crate::cli::{KeyArgs, KeyFormat};
+use crate::cli::{KeyArgs, KeyFormat, RevArgs};
 use crate::error::Error;
 use crate::github::{self, GithubEnv};
 use crate::key::KeyInput;
@@ -22,15 +22,18 @@ struct KeyReport<'a> {
 
 pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: bool) -> Result<(), Error> {
     if let Some(range) = &args.range {
+        if args.format.get() == KeyFormat::Github {
+            return Err(Error::Usage("--format github writes one commit's keys; with --range use text or json".into()));
+        }
         return super::key_range::run(args, range, cache, reporter);
     }
-    let loaded = load(args, cache, reporter)?;
+    let loaded = load(&args.rev, cache, reporter)?;
     let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
     let (recipe, _, graph) = recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
     let recipe = recipe.select(&args.targets)?;
     let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo, cache)?;
     memo.save()?;
-    let format = args.format();
+    let format = args.format.get();
     if format == KeyFormat::Github {
         let keys = planned.iter().map(|p| (p.target.name.clone(), p.key.clone())).collect();
         let outputs = github::key_outputs(&keys);
@@ -67,9 +70,9 @@ pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: boo
 }
 
 /// The tree of `--sha` or `--path`.
-pub fn load(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter) -> Result<LoadedTree, Error> {
-    match (&args.sha, &args.path) {
-        (Some(rev), None) => load_commit(cache, &args.repo, rev, args.offline, reporter),
+pub fn load(rev: &RevArgs, cache: &LocalCache, reporter: &Reporter) -> Result<LoadedTree, Error> {
+    match (&rev.sha, &rev.path) {
+        (Some(sha), None) => load_commit(cache, &rev.repo.url, sha, rev.repo.offline, reporter),
         (None, Some(path)) => load_dir(path),
         _ => Err(Error::Usage("give exactly one of --sha and --path".into())),
     }

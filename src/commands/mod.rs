@@ -4,6 +4,7 @@ pub mod affected;
 pub mod bundle;
 pub mod cache;
 pub mod core;
+pub mod docs;
 pub mod explain;
 pub mod key;
 pub mod key_range;
@@ -111,7 +112,7 @@ pub fn load_dir(path: &Path) -> Result<LoadedTree, Error> {
 pub fn load_tree(cache: &LocalCache, rev: &crate::cli::RevArgs, reporter: &Reporter) -> Result<LoadedTree, Error> {
     match (&rev.sha, &rev.path) {
         (None, Some(path)) => load_dir(path),
-        (Some(sha), None) => load_commit(cache, &rev.repo, sha, rev.offline, reporter),
+        (Some(sha), None) => load_commit(cache, &rev.repo.url, sha, rev.repo.offline, reporter),
         _ => Err(Error::Usage("give exactly one of --sha and --path".into())),
     }
 }

@@ -23,7 +23,8 @@ use crate::report::{Outcome, Phase, Reporter, human_duration};
 
 pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
     let started = Instant::now();
-    let store = TieredStore::open(cache, &args.remote, args.rev.offline, reporter.clone()).map_err(Error::Usage)?;
+    let store =
+        TieredStore::open(cache, &args.remote, args.rev.repo.offline, reporter.clone()).map_err(Error::Usage)?;
     store.set_max_entry_size(args.max_entry_size);
     let reporter = &*reporter;
     let github = GithubEnv::from_env();
@@ -84,7 +85,7 @@ pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> R
     }
     github.write_outputs(&run_outputs(&manifest))?;
     github.write_summary(&run_summary("restore", &manifest))?;
-    if args.json {
+    if args.format.is_json() {
         println!("{}", serde_json::to_string_pretty(&manifest).expect("manifests serialise"));
     }
     reporter.summary(&format!(
