@@ -212,16 +212,22 @@ pub struct RepoArgs {
     pub offline: bool,
 }
 
-/// A format a command prints in; `JSON` is what `--json` selects.
-pub trait OutputFormat: clap::ValueEnum + Clone + Copy + Default + Send + Sync + std::fmt::Debug + 'static {
+/// A format a command prints in; `JSON` is what `--json` selects, `DEFAULT` the name of the
+/// value used without either flag.
+///
+/// `DEFAULT` is a name, not `Default::default()` with clap's `default_value_t`: in a generic
+/// struct that renders the default into a `static`, which Rust shares between every `F`, so
+/// all commands would get the first one's default.
+pub trait OutputFormat: clap::ValueEnum + Clone + Copy + Send + Sync + std::fmt::Debug + 'static {
     const JSON: Self;
+    const DEFAULT: &'static str;
 }
 
 /// `--format F` and its short form `--json`, the same on every command that prints data.
 #[derive(Debug, Clone, Args)]
 pub struct FormatArgs<F: OutputFormat> {
     /// What to print on stdout.
-    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    #[arg(long, value_enum, default_value = F::DEFAULT, value_name = "FORMAT")]
     format: F,
 
     /// Short for `--format json`.
@@ -245,10 +251,9 @@ impl<F: OutputFormat> FormatArgs<F> {
 }
 
 /// Human-readable text (the default) or JSON.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TextOrJson {
     /// For people; its wording may change.
-    #[default]
     Text,
     /// One JSON document, for scripts.
     Json,
@@ -256,6 +261,7 @@ pub enum TextOrJson {
 
 impl OutputFormat for TextOrJson {
     const JSON: Self = TextOrJson::Json;
+    const DEFAULT: &'static str = "text";
 }
 
 #[derive(Debug, Args)]
@@ -358,10 +364,9 @@ pub struct RecipeArgs {
 }
 
 /// How `tbuild recipe` prints the recipe.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RecipeFormat {
     /// The recipe as a tbuild.toml, after `# recipe:` and `# tree:` comment lines.
-    #[default]
     Toml,
     /// `{"source", "tree", "recipe"}`.
     Json,
@@ -369,6 +374,7 @@ pub enum RecipeFormat {
 
 impl OutputFormat for RecipeFormat {
     const JSON: Self = RecipeFormat::Json;
+    const DEFAULT: &'static str = "toml";
 }
 
 /// `tbuild cache ...`.
@@ -447,10 +453,9 @@ pub enum CacheCommand {
 }
 
 /// How `tbuild key` prints the keys.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KeyFormat {
     /// One line per target: name, key, input count (with -v, its inputs below it).
-    #[default]
     Text,
     /// Per target its key, input count and (with -v) inputs.
     Json,
@@ -461,6 +466,7 @@ pub enum KeyFormat {
 
 impl OutputFormat for KeyFormat {
     const JSON: Self = KeyFormat::Json;
+    const DEFAULT: &'static str = "text";
 }
 
 #[derive(Debug, Args)]
@@ -567,10 +573,9 @@ pub struct RegistryArgs {
 }
 
 /// How `upstream check` reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CheckFormat {
     /// A table for people.
-    #[default]
     Table,
     /// One JSON document.
     Json,
@@ -582,6 +587,7 @@ pub enum CheckFormat {
 
 impl OutputFormat for CheckFormat {
     const JSON: Self = CheckFormat::Json;
+    const DEFAULT: &'static str = "table";
 }
 
 #[derive(Debug, Args)]
@@ -606,10 +612,9 @@ pub struct UpstreamCheckArgs {
 }
 
 /// A table for people (the default) or JSON.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TableOrJson {
     /// A table for people.
-    #[default]
     Table,
     /// One JSON document.
     Json,
@@ -617,6 +622,7 @@ pub enum TableOrJson {
 
 impl OutputFormat for TableOrJson {
     const JSON: Self = TableOrJson::Json;
+    const DEFAULT: &'static str = "table";
 }
 
 #[derive(Debug, Args)]
@@ -699,10 +705,9 @@ pub struct PreferReleaseArgs {
 }
 
 /// How `affected` reports the jobs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AffectedFormat {
     /// The selection, on stdout.
-    #[default]
     Json,
     /// `job=true|false` lines appended to $GITHUB_OUTPUT (on stdout when it is unset).
     Github,
@@ -710,6 +715,7 @@ pub enum AffectedFormat {
 
 impl OutputFormat for AffectedFormat {
     const JSON: Self = AffectedFormat::Json;
+    const DEFAULT: &'static str = "json";
 }
 
 #[derive(Debug, Args)]

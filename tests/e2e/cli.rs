@@ -152,13 +152,42 @@ const PRINTING: &[&[&str]] = &[
     &["cache", "clean"],
 ];
 
+/// `--format`'s `[default: X]` and `[possible values: a, b]` in a long help text.
+fn format_default_and_values(help: &str) -> (String, Vec<String>) {
+    let text = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let entry = &text[text.find("--format <FORMAT>").expect("--format in help")..];
+    let entry = &entry[..entry.find("--json").unwrap()];
+    let values = if let Some(at) = entry.find("[possible values: ") {
+        let list = &entry[at + "[possible values: ".len()..];
+        list[..list.find(']').unwrap()].split(", ").map(str::to_string).collect()
+    } else {
+        // Long help lists them as `- name: doc` lines.
+        entry.split(" - ").skip(1).filter_map(|item| Some(item.split_once(':')?.0.to_string())).collect()
+    };
+    let default = entry.split("[default: ").nth(1).and_then(|d| d.split(']').next()).expect("a default").to_string();
+    (default, values)
+}
+
 #[test]
 fn every_printing_command_takes_format_and_json_as_its_short_form() {
     for path in PRINTING {
         let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-        let flags = long_flags(&help(&path));
+        let text = help(&path);
+        let flags = long_flags(&text);
         assert!(flags.contains("--format") && flags.contains("--json"), "{path:?}: {flags:?}");
+        let (default, values) = format_default_and_values(&text);
+        assert!(values.contains(&default), "{path:?}: --format defaults to {default:?}, not one of {values:?}");
+        assert!(values.iter().any(|v| v == "json"), "{path:?}: {values:?}");
     }
+    // Each command's own default (a generic FormatArgs once gave them all the first one's).
+    let defaults: Vec<String> = [&["affected"][..], &["recipe"], &["upstream", "check"], &["key"]]
+        .iter()
+        .map(|path| format_default_and_values(&help(&path.iter().map(|s| s.to_string()).collect::<Vec<_>>())).0)
+        .collect();
+    assert_eq!(defaults, ["json", "toml", "table", "text"]);
+    // Run without --format, the default parses: the command gets as far as its real error.
+    let output = tbuild(&["affected", "--base", "HEAD", "--repo", "/nonexistent/tbuild-repo"], &[]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     // The two spellings print the same; together they are a usage error.
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
