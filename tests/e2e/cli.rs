@@ -125,6 +125,10 @@ fn restore_and_recipe_no_longer_take_key_range_flags() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
         assert!(stderr(&output).contains("unexpected argument"), "{args:?}: {}", stderr(&output));
     }
+    // key --range read only --json; --format github it ignored, and now refuses.
+    let output = tbuild(&["key", "--range", "a..b", "--format", "github"], &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("with --range use text or json"), "{}", stderr(&output));
     // recipe prints TOML or JSON: `github` is a key format, not one of its own.
     let output = tbuild(&["recipe", "--sha", "main", "--format", "github"], &[]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
