@@ -56,6 +56,8 @@ pub fn run(mut cli: cli::Cli) -> Result<(), Error> {
             return commands::release::download(args, &reporter);
         }
         cli::Command::Affected(args) => return commands::affected::run(args),
+        cli::Command::Completions(args) => return commands::docs::completions(args.shell),
+        cli::Command::Man => return commands::docs::man(),
         _ => {}
     }
     let cache_dir = cli.cache_dir.clone().or_else(cache::default_cache_dir).ok_or_else(|| {
@@ -90,8 +92,10 @@ pub fn run(mut cli: cli::Cli) -> Result<(), Error> {
         cli::Command::Restore(args) => commands::restore::run(args, &cache, reporter),
         cli::Command::Cache { command } => commands::cache::run(command, &cache, &reporter),
         cli::Command::Explain(args) => commands::explain::run(args, &cache, &reporter),
-        cli::Command::Upstream(_) | cli::Command::Release(_) | cli::Command::Affected(_) => {
-            unreachable!("run above")
-        }
+        cli::Command::Upstream(_)
+        | cli::Command::Release(_)
+        | cli::Command::Affected(_)
+        | cli::Command::Completions(_)
+        | cli::Command::Man => unreachable!("run above"),
     }
 }

@@ -84,8 +84,14 @@ impl Outcome {
     }
 }
 
-/// Colours for stderr, or none: decided once, from stderr itself (console's check: a
-/// terminal, `NO_COLOR` unset, `TERM` not `dumb`).
+/// Whether stderr gets colour: a terminal (console's check: also `TERM` not `dumb`) and
+/// `NO_COLOR` unset. `NO_COLOR` wins even over `CLICOLOR_FORCE`, which console would honour.
+/// The one test for everything tbuild writes to stderr: messages, -v diagnostics, errors.
+pub fn colour_on_stderr() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && console::colors_enabled_stderr()
+}
+
+/// Colours for stderr, or none: decided once, by [`colour_on_stderr`].
 #[derive(Debug, Clone, Copy)]
 pub struct Palette {
     on: bool,
@@ -93,7 +99,7 @@ pub struct Palette {
 
 impl Palette {
     pub fn for_stderr() -> Palette {
-        Palette { on: console::colors_enabled_stderr() }
+        Palette { on: colour_on_stderr() }
     }
 
     fn paint(self, style: Style, text: &str) -> String {

@@ -12,7 +12,7 @@ pub fn run(args: &AffectedArgs) -> Result<(), Error> {
         None => default_rules(),
     };
     let selection = select(&args.repo, &args.base, &args.head, &rules)?;
-    match args.format {
+    match args.format.get() {
         AffectedFormat::Json => println!("{}", serde_json::to_string_pretty(&selection).expect("selections serialise")),
         AffectedFormat::Github => {
             let lines = selection.github_outputs();

@@ -33,7 +33,7 @@ struct ExportReport {
 }
 
 pub fn export(args: &ExportArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
-    let rev = Rev::Commit { repo: &args.repo, rev: &args.sha, offline: args.offline };
+    let rev = Rev::Commit { repo: &args.repo.url, rev: &args.sha, offline: args.repo.offline };
     let plan::Planned { loaded, targets: planned, .. } =
         plan::load(cache, rev, args.recipe.as_deref(), &args.targets, reporter, |_, _, _| {})?;
     let sha = loaded.tree.provenance();
@@ -110,7 +110,7 @@ pub fn export(args: &ExportArgs, cache: &LocalCache, reporter: &Reporter) -> Res
         args.output.display(),
         human_bytes(size)
     ));
-    if args.json {
+    if args.format.is_json() {
         let report = ExportReport {
             file: args.output.display().to_string(),
             sha,
@@ -184,7 +184,7 @@ pub fn import(args: &ImportArgs, cache: &LocalCache, reporter: &Reporter) -> Res
     for entry in &added {
         reporter.info(&format!("added {} {}", entry.target, &entry.key[..16]));
     }
-    if args.json {
+    if args.format.is_json() {
         let report = ImportReport { sha: manifest.sha, added, present, source_repo };
         println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise"));
     }

@@ -18,15 +18,15 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
     let remote = super::remote_config(&args.remote);
     let run = Run {
         rev: super::rev(&args.rev)?,
-        repo: &args.rev.repo,
-        offline: args.rev.offline,
+        repo: &args.rev.repo.url,
+        offline: args.rev.repo.offline,
         recipe: args.recipe.as_deref(),
         targets: &args.targets,
         out: &args.out,
         remote: &remote,
         link_mode: args.link_mode,
         max_entry_size: args.max_entry_size,
-        json: args.json,
+        json: args.format.is_json(),
     };
     let builds = Builds { jobs: args.jobs as usize, warm: &args.warm, timings: args.timings.as_deref() };
     engine::core(&run, &builds, cache, super::runtime().handle(), reporter)

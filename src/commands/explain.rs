@@ -9,7 +9,7 @@ use crate::cache::entries::RecordFile;
 use crate::cache::{ActionRecord, KeyDerivation, LAYOUT_VERSION, LocalCache};
 use crate::cli::ExplainArgs;
 use crate::engine::plan;
-use crate::engine::source::{LoadedTree, Rev};
+use crate::engine::source::LoadedTree;
 use crate::error::Error;
 use crate::report::Reporter;
 use crate::tools::explain::{Closest, Current, Differences, closest, differences};
@@ -34,7 +34,7 @@ struct Explanation {
 }
 
 pub fn run(args: &ExplainArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
-    let rev = Rev::new(args.sha.as_deref(), args.path.as_deref(), &args.repo, args.offline)?;
+    let rev = super::rev(&args.rev)?;
     let target = std::slice::from_ref(&args.target);
     let planned = plan::load(cache, rev, args.recipe.as_deref(), target, reporter, |_, _, _| {})?;
     let (loaded, p) = (planned.loaded, planned.targets.into_iter().next().expect("one target selected"));
@@ -61,7 +61,7 @@ pub fn run(args: &ExplainArgs, cache: &LocalCache, reporter: &Reporter) -> Resul
         }),
         differences: found.as_ref().map(|(r, _)| differences(&current, r)),
     };
-    if args.json {
+    if args.format.is_json() {
         println!("{}", serde_json::to_string_pretty(&explanation).expect("explanations serialise"));
     } else {
         print!("{}", render(&explanation));

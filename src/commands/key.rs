@@ -5,7 +5,6 @@ use serde::Serialize;
 use crate::cache::LocalCache;
 use crate::cli::{KeyArgs, KeyFormat};
 use crate::engine::plan;
-use crate::engine::source::Rev;
 use crate::error::Error;
 use crate::key::KeyInput;
 use crate::report::Reporter;
@@ -22,10 +21,15 @@ struct KeyReport<'a> {
 
 pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: bool) -> Result<(), Error> {
     if let Some(range) = &args.range {
+        if args.format.get() == KeyFormat::Github {
+            return Err(Error::Usage("--format github writes one commit's keys; with --range use text or json".into()));
+        }
         return super::key_range::run(args, range, cache, reporter);
     }
-    let planned = plan::load(cache, rev(args)?, args.recipe.as_deref(), &args.targets, reporter, |_, _, _| {})?.targets;
-    let format = args.format();
+    let planned =
+        plan::load(cache, super::rev(&args.rev)?, args.recipe.as_deref(), &args.targets, reporter, |_, _, _| {})?
+            .targets;
+    let format = args.format.get();
     if format == KeyFormat::Github {
         let keys = planned.iter().map(|p| (p.target.name.clone(), p.key.clone())).collect();
         let outputs = github::key_outputs(&keys);
@@ -59,9 +63,4 @@ pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: boo
         }
     }
     Ok(())
-}
-
-/// `--sha`/`--path` of `key` and `recipe`.
-pub fn rev(args: &KeyArgs) -> Result<Rev<'_>, Error> {
-    Rev::new(args.sha.as_deref(), args.path.as_deref(), &args.repo, args.offline)
 }

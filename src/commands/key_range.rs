@@ -75,7 +75,7 @@ pub fn run(args: &KeyArgs, range: &str, cache: &LocalCache, reporter: &Reporter)
         .split_once("..")
         .filter(|(a, b)| !a.is_empty() && !b.is_empty() && !b.starts_with('.'))
         .ok_or_else(|| Error::Usage(format!("--range {range:?} is not A..B (e.g. v1.0..main)")))?;
-    let url = normalise_url(&args.repo);
+    let url = normalise_url(&args.rev.repo.url);
     let repo_dir = cache.repo_dir(&repo_id(&url));
     let (mirror_path, from, to) = {
         let _lock = KeyLock::acquire(&repo_dir.join("mirror.lock"), || {
@@ -83,11 +83,11 @@ pub fn run(args: &KeyArgs, range: &str, cache: &LocalCache, reporter: &Reporter)
         })?;
         let mirror = Mirror::open(&repo_dir.join("mirror.git"), &url)?;
         let mut progress = reporter.fetch_progress(&url);
-        let from = mirror.resolve(from, args.offline, &mut progress)?;
+        let from = mirror.resolve(from, args.rev.repo.offline, &mut progress)?;
         // The first resolve fetched if anything needed fetching.
         let to = match mirror.resolve(to, true, &mut progress) {
             Ok(oid) => oid,
-            Err(_) => mirror.resolve(to, args.offline, &mut progress)?,
+            Err(_) => mirror.resolve(to, args.rev.repo.offline, &mut progress)?,
         };
         (mirror.path(), from, to)
     };
@@ -132,7 +132,7 @@ pub fn run(args: &KeyArgs, range: &str, cache: &LocalCache, reporter: &Reporter)
     memo.save()?;
 
     let stats = args.stats.then(|| stats(&changes));
-    if args.json {
+    if args.format.is_json() {
         let report = RangeReport { range, commits: &changes, stats: stats.as_ref() };
         println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise"));
     } else {

@@ -6,6 +6,7 @@ pub mod affected;
 pub mod bundle;
 pub mod cache;
 pub mod core;
+pub mod docs;
 pub mod explain;
 pub mod key;
 pub mod key_range;
@@ -38,7 +39,7 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// `--sha`/`--path` (with `--repo`, `--offline`) as the engine takes them.
 pub fn rev(args: &RevArgs) -> Result<Rev<'_>, Error> {
-    Rev::new(args.sha.as_deref(), args.path.as_deref(), &args.repo, args.offline)
+    Rev::new(args.sha.as_deref(), args.path.as_deref(), &args.repo.url, args.repo.offline)
 }
 
 /// The remote flags as the cache takes them.

@@ -13,7 +13,7 @@ pub fn download(args: &ReleaseDownloadArgs, reporter: &Reporter) -> Result<(), E
         reporter.info(&format!("release {} of {} is {commit}", release.tag_name, args.repo));
         download_release(&github, &release, &commit, &args.pattern, &args.out).await
     })?;
-    report(&downloaded, &args.out, reporter, args.json);
+    report(&downloaded, &args.out, reporter, args.format.is_json());
     Ok(())
 }
 
@@ -34,13 +34,13 @@ fn report(downloaded: &crate::tools::release::Downloaded, out: &std::path::Path,
 /// API unreachable, a checksum mismatch) a message says why and `Ok(false)` lets `core`
 /// restore or build as usual.
 pub fn prefer_release(args: &CoreArgs, tag: &str, reporter: &Reporter) -> Result<bool, Error> {
-    let repo = match (&args.release.release_repo, github_repo_of(&args.rev.repo)) {
+    let repo = match (&args.release.release_repo, github_repo_of(&args.rev.repo.url)) {
         (Some(repo), _) => repo.clone(),
         (None, Some(repo)) => repo,
         (None, None) => {
             return Err(Error::Usage(format!(
                 "--prefer-release: --repo {} is not a github.com repository; name the release's with --release-repo OWNER/NAME",
-                args.rev.repo
+                args.rev.repo.url
             )));
         }
     };
@@ -66,7 +66,7 @@ pub fn prefer_release(args: &CoreArgs, tag: &str, reporter: &Reporter) -> Result
             return Ok(false);
         }
         let downloaded = download_release(&github, &release, &commit, &[], &args.out).await?;
-        report(&downloaded, &args.out, reporter, args.json);
+        report(&downloaded, &args.out, reporter, args.format.is_json());
         Ok(true)
     });
     match outcome {

@@ -12,15 +12,15 @@ pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> R
     let remote = super::remote_config(&args.remote);
     let run = Run {
         rev: super::rev(&args.rev)?,
-        repo: &args.rev.repo,
-        offline: args.rev.offline,
+        repo: &args.rev.repo.url,
+        offline: args.rev.repo.offline,
         recipe: args.recipe.as_deref(),
         targets: &args.targets,
         out: &args.out,
         remote: &remote,
         link_mode: args.link_mode,
         max_entry_size: args.max_entry_size,
-        json: args.json,
+        json: args.format.is_json(),
     };
     engine::restore_only(&run, args.fail_on_cache_miss, cache, super::runtime().handle(), reporter)
 }

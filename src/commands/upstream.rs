@@ -49,7 +49,7 @@ fn run_check(args: &UpstreamCheckArgs, reporter: &Reporter) -> Result<(), Error>
     let file = VersionsFile::load(&args.versions)?;
     reporter.info(&format!("checking {} pinned packages from {}", file.pins.len(), args.versions.display()));
     let report = super::runtime().block_on(check(&file, &options));
-    match args.format {
+    match args.format.get() {
         CheckFormat::Table => print!("{}", report::table(&report)),
         CheckFormat::Json => println!("{}", report::json(&report)),
         CheckFormat::Markdown => print!("{}", report::markdown(&report)),
@@ -141,7 +141,7 @@ fn run_constraints(args: &UpstreamConstraintsArgs, reporter: &Reporter) -> Resul
             constraint,
         });
     }
-    match args.format {
+    match args.format.get() {
         TableOrJson::Json => println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialise")),
         TableOrJson::Table => print!("{}", constraints_table(&rows)),
     }

@@ -208,12 +208,8 @@ impl GitHub {
             file.write_all(&chunk).map_err(io)?;
         }
         file.sync_all().map_err(io)?;
-        Ok((hex(&sha256.finalize()), blake3.finalize().to_hex().to_string(), size))
+        Ok((hex::encode(sha256.finalize()), blake3.finalize().to_hex().to_string(), size))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn network(url: &str) -> impl Fn(reqwest::Error) -> ReleaseError + '_ {

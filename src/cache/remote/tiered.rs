@@ -458,7 +458,7 @@ fn digests(path: &Path) -> std::io::Result<(String, String, u64)> {
         blake3.update(&buf[..n]);
         size += n as u64;
     }
-    let sha256: String = sha256.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = hex::encode(sha256.finalize());
     Ok((sha256, blake3.finalize().to_hex().to_string(), size))
 }
 

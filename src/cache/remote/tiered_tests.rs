@@ -78,7 +78,7 @@ fn hex64(c: char) -> String {
 
 /// Puts an entry for `key` with `archive` bytes into the remote, as an upload would.
 fn seed(f: &Fixture, key: &str, archive: &[u8], signer: Option<&Signer>) -> RemoteRecord {
-    let sha256: String = Sha256::digest(archive).iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = hex::encode(Sha256::digest(archive));
     let record = ActionRecord::for_test(key, archive);
     let signature = signer.map(|s| s.sign(&record, &sha256));
     let remote = RemoteRecord { format: REMOTE_FORMAT, record, archive_sha256: sha256.clone(), signature };
