@@ -1,5 +1,11 @@
 //! The command line, in one place. Help texts read like the manual; settings that CI sets
 //! once have an environment variable too.
+//!
+//! Each command's struct holds exactly the flags it reads, so clap refuses the rest: a flag
+//! that parses is a flag that does something. Shared groups are flattened, never re-declared:
+//! [`RevArgs`] (which tree), [`FormatArgs`] (`--format`, with `--json` short for
+//! `--format json`, on every command that prints data), [`RemoteArgs`], [`RegistryArgs`].
+//! `tbuild completions` and `tbuild man` are generated from these same definitions.
 
 use std::path::PathBuf;
 
@@ -20,10 +26,15 @@ fn target_name(text: &str) -> Result<String, String> {
 /// The public tasker-core repository, the default `--repo`.
 pub const DEFAULT_REPO: &str = "https://github.com/tasker-systems/tasker-core.git";
 
+/// `tbuild --version`: the crate version, the commit it was built from and the build date
+/// (build.rs; `unknown` outside a git checkout).
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (", env!("TBUILD_GIT_COMMIT"), " ", env!("TBUILD_BUILD_DATE"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tbuild",
-    version,
+    version = VERSION,
     about = "Build tasker-core's artifacts once, then restore them from a content-addressed cache",
     after_help = "Exit codes: 0 ok, 1 internal error, 2 usage, 3 source (unknown or ambiguous revision, \
 unreachable repository), 4 recipe (malformed tbuild.toml, unknown layout or target), 5 missing toolchain, \
@@ -75,6 +86,17 @@ pub enum Command {
     },
     /// Say why a target misses: compare its inputs with the closest stored entry.
     Explain(ExplainArgs),
+    /// Print a shell completion script, e.g. `tbuild completions bash > /etc/bash_completion.d/tbuild`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `tbuild man > /usr/local/share/man/man1/tbuild.1`.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 impl Command {
@@ -82,7 +104,8 @@ impl Command {
     pub fn recipe_file(&self) -> Option<&std::path::Path> {
         match self {
             Command::Core(args) => args.recipe.as_deref(),
-            Command::Key(args) | Command::Recipe(args) => args.recipe.as_deref(),
+            Command::Key(args) => args.recipe.as_deref(),
+            Command::Recipe(args) => args.recipe.as_deref(),
             Command::Restore(args) => args.recipe.as_deref(),
             Command::Explain(args) => args.recipe.as_deref(),
             Command::Cache { command: CacheCommand::Export(args) } => args.recipe.as_deref(),
@@ -97,14 +120,10 @@ pub struct ExportArgs {
     #[arg(long, value_name = "REV")]
     pub sha: String,
 
-    /// Repository URL or local path, mirrored under the cache dir.
-    #[arg(long, env = "TBUILD_CORE_REPO", default_value = DEFAULT_REPO, value_name = "URL|PATH")]
-    pub repo: String,
+    #[command(flatten)]
+    pub repo: RepoArgs,
 
-    /// Never touch the network: the commit must already be in the mirror.
-    #[arg(long, env = "TBUILD_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
-    pub offline: bool,
-
+    /// Recipe file to use instead of the repository's tbuild.toml or the built-in recipe.
     #[arg(long, value_name = "FILE")]
     pub recipe: Option<PathBuf>,
 
@@ -122,9 +141,9 @@ pub struct ExportArgs {
     #[arg(long, short, value_name = "FILE")]
     pub output: PathBuf,
 
-    /// Print what was exported as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// `json`: what was exported, on stdout.
+    #[command(flatten)]
+    pub format: FormatArgs<TextOrJson>,
 }
 
 #[derive(Debug, Args)]
@@ -138,9 +157,9 @@ pub struct ImportArgs {
     #[arg(long, value_name = "URL|PATH")]
     pub repo: Option<String>,
 
-    /// Print what was imported as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// `json`: what was imported, on stdout.
+    #[command(flatten)]
+    pub format: FormatArgs<TextOrJson>,
 }
 
 #[derive(Debug, Args)]
@@ -150,52 +169,99 @@ pub struct ExplainArgs {
     #[arg(value_name = "TARGET")]
     pub target: String,
 
-    /// Commit to explain (see `core --sha`).
-    #[arg(long, value_name = "REV")]
-    pub sha: Option<String>,
+    #[command(flatten)]
+    pub rev: RevArgs,
 
-    /// A checkout on disk, as `core --path` would build it.
-    #[arg(long, value_name = "DIR")]
-    pub path: Option<PathBuf>,
-
-    /// Repository URL or local path (with --sha).
-    #[arg(long, env = "TBUILD_CORE_REPO", default_value = DEFAULT_REPO, value_name = "URL|PATH")]
-    pub repo: String,
-
-    /// Never touch the network (with --sha).
-    #[arg(long, env = "TBUILD_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
-    pub offline: bool,
-
+    /// Recipe file to use instead of the repository's tbuild.toml or the built-in recipe.
     #[arg(long, value_name = "FILE")]
     pub recipe: Option<PathBuf>,
 
-    /// JSON output.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub format: FormatArgs<TextOrJson>,
 }
 
-/// Where the source tree comes from.
+/// Where the source tree comes from: a commit of a repository, or a checkout on disk. The
+/// command's struct says which of the two are required (an `ArgGroup` named `tree`).
 #[derive(Debug, Args)]
 pub struct RevArgs {
     /// Commit to use: a full SHA, a unique short SHA, a branch or a tag.
     #[arg(long, value_name = "REV")]
     pub sha: Option<String>,
 
-    /// Build a checkout on disk as it is instead of a commit: uncommitted changes and
-    /// untracked files that .gitignore does not cover included. Builds run in a copy under
-    /// the cache dir; the checkout itself is only read.
+    /// A checkout on disk, used as it is instead of a commit: tracked files as they are on
+    /// disk plus untracked files that .gitignore does not cover. It is only read; `core`
+    /// builds in a copy under the cache dir.
     #[arg(long, value_name = "DIR")]
     pub path: Option<PathBuf>,
 
-    /// Repository URL or local path, mirrored under the cache dir. With --path, the
+    #[command(flatten)]
+    pub repo: RepoArgs,
+}
+
+/// The repository commits come from, and whether it may be fetched.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// Repository URL or local path, mirrored under the cache dir. With `core --path`, the
     /// repository whose work dir and cargo target dir the build reuses.
-    #[arg(long, env = "TBUILD_CORE_REPO", default_value = DEFAULT_REPO, value_name = "URL|PATH")]
-    pub repo: String,
+    #[arg(long = "repo", env = "TBUILD_CORE_REPO", default_value = DEFAULT_REPO, value_name = "URL|PATH")]
+    pub url: String,
 
     /// Never touch the network: no fetch (the commit must already be in the mirror, or come
     /// from an imported bundle), no remote cache, cargo offline.
     #[arg(long, env = "TBUILD_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub offline: bool,
+}
+
+/// A format a command prints in; `JSON` is what `--json` selects, `DEFAULT` the name of the
+/// value used without either flag.
+///
+/// `DEFAULT` is a name, not `Default::default()` with clap's `default_value_t`: in a generic
+/// struct that renders the default into a `static`, which Rust shares between every `F`, so
+/// all commands would get the first one's default.
+pub trait OutputFormat: clap::ValueEnum + Clone + Copy + Send + Sync + std::fmt::Debug + 'static {
+    const JSON: Self;
+    const DEFAULT: &'static str;
+}
+
+/// `--format F` and its short form `--json`, the same on every command that prints data.
+#[derive(Debug, Clone, Args)]
+pub struct FormatArgs<F: OutputFormat> {
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value = F::DEFAULT, value_name = "FORMAT")]
+    format: F,
+
+    /// Short for `--format json`.
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
+}
+
+impl<F: OutputFormat> FormatArgs<F> {
+    /// The format chosen, `--json` included.
+    pub fn get(&self) -> F {
+        if self.json { F::JSON } else { self.format }
+    }
+
+    /// Whether JSON was asked for (`--json` or `--format json`).
+    pub fn is_json(&self) -> bool
+    where
+        F: PartialEq,
+    {
+        self.get() == F::JSON
+    }
+}
+
+/// Human-readable text (the default) or JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TextOrJson {
+    /// For people; its wording may change.
+    Text,
+    /// One JSON document, for scripts.
+    Json,
+}
+
+impl OutputFormat for TextOrJson {
+    const JSON: Self = TextOrJson::Json;
+    const DEFAULT: &'static str = "text";
 }
 
 #[derive(Debug, Args)]
@@ -220,9 +286,9 @@ pub struct CoreArgs {
     #[arg(long, short, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
 
-    /// Print the run's summary (the manifest) as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// `json`: the run's summary (the manifest), on stdout.
+    #[command(flatten)]
+    pub format: FormatArgs<TextOrJson>,
 
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -232,7 +298,7 @@ pub struct CoreArgs {
 
     /// Write a timeline of the run (one row per target, its phases coloured) to FILE;
     /// `.html` for a page with a table too, `.svg` for the picture alone.
-    #[arg(long, value_name = "FILE", value_parser = crate::timings::parse_path)]
+    #[arg(long, value_name = "FILE", value_parser = crate::tools::timings::parse_path)]
     pub timings: Option<PathBuf>,
 
     /// How hits reach --out: `copy` extracts each archive; `hardlink` links files from an
@@ -254,23 +320,10 @@ pub struct CoreArgs {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("tree").required(true).args(["sha", "path", "range"]))]
 pub struct KeyArgs {
-    /// Commit to key (see `core --sha`).
-    #[arg(long, value_name = "REV")]
-    pub sha: Option<String>,
+    #[command(flatten)]
+    pub rev: RevArgs,
 
-    /// A checkout on disk to key as it is (what `git status` sees: tracked files as they are
-    /// on disk plus untracked files that .gitignore does not cover). --repo is not used.
-    #[arg(long, value_name = "DIR")]
-    pub path: Option<PathBuf>,
-
-    /// Repository URL or local path (with --sha).
-    #[arg(long, env = "TBUILD_CORE_REPO", default_value = DEFAULT_REPO, value_name = "URL|PATH")]
-    pub repo: String,
-
-    /// Never touch the network (with --sha).
-    #[arg(long, env = "TBUILD_OFFLINE", value_parser = clap::builder::BoolishValueParser::new())]
-    pub offline: bool,
-
+    /// Recipe file to use instead of the repository's tbuild.toml or the built-in recipe.
     #[arg(long, value_name = "FILE")]
     pub recipe: Option<PathBuf>,
 
@@ -278,14 +331,8 @@ pub struct KeyArgs {
     #[arg(long, value_delimiter = ',', value_name = "A,B", value_parser = target_name)]
     pub targets: Vec<String>,
 
-    /// JSON output: per target its key, input count and (with -v) inputs (`--format json`).
-    #[arg(long, conflicts_with = "format")]
-    pub json: bool,
-
-    /// How `key` prints the keys: `github` writes them as step outputs to $GITHUB_OUTPUT
-    /// (`<target>-key`, and `key` for the whole set), or prints those lines when it is unset.
-    #[arg(long, value_enum, default_value_t = KeyFormat::Text)]
-    pub format: KeyFormat,
+    #[command(flatten)]
+    pub format: FormatArgs<KeyFormat>,
 
     /// Commits A..B of --repo (first-parent walk from B, A excluded): for each, the targets
     /// whose keys differ from its first parent's, i.e. what a per-target cache rebuilds.
@@ -298,7 +345,37 @@ pub struct KeyArgs {
     pub stats: bool,
 }
 
-pub type RecipeArgs = KeyArgs;
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("tree").required(true).args(["sha", "path"]))]
+pub struct RecipeArgs {
+    #[command(flatten)]
+    pub rev: RevArgs,
+
+    /// Recipe file to use instead of the repository's tbuild.toml or the built-in recipe.
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+
+    /// Only these targets (comma-separated names).
+    #[arg(long, value_delimiter = ',', value_name = "A,B", value_parser = target_name)]
+    pub targets: Vec<String>,
+
+    #[command(flatten)]
+    pub format: FormatArgs<RecipeFormat>,
+}
+
+/// How `tbuild recipe` prints the recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecipeFormat {
+    /// The recipe as a tbuild.toml, after `# recipe:` and `# tree:` comment lines.
+    Toml,
+    /// `{"source", "tree", "recipe"}`.
+    Json,
+}
+
+impl OutputFormat for RecipeFormat {
+    const JSON: Self = RecipeFormat::Json;
+    const DEFAULT: &'static str = "toml";
+}
 
 /// `tbuild cache ...`.
 #[derive(Debug, Subcommand)]
@@ -309,18 +386,22 @@ pub enum CacheCommand {
     /// Verify a bundle whole, then add its entries (and source) to this cache.
     Import(ImportArgs),
     /// Print the cache dir.
-    Dir,
+    Dir {
+        /// `json`: `{"dir": ...}`.
+        #[command(flatten)]
+        format: FormatArgs<TextOrJson>,
+    },
     /// List the cache entries: target, key, commit, size, age, last use.
     Ls {
-        /// JSON on stdout: one object per entry.
-        #[arg(long)]
-        json: bool,
+        /// `json`: one object per entry.
+        #[command(flatten)]
+        format: FormatArgs<TextOrJson>,
     },
     /// Disk use by kind: records, archives, memos, logs, temp, git mirrors, build dirs.
     Du {
-        /// JSON on stdout: bytes per kind and the total.
-        #[arg(long)]
-        json: bool,
+        /// `json`: bytes per kind and the total.
+        #[command(flatten)]
+        format: FormatArgs<TextOrJson>,
     },
     /// Re-hash every archive, check every record against it, and test-unpack every entry as
     /// a restore would; exit 7 if any is corrupt or would be refused.
@@ -328,9 +409,9 @@ pub enum CacheCommand {
         /// Remove the corrupt records and archives (by default they are only reported).
         #[arg(long)]
         fix: bool,
-        /// JSON on stdout: counts and every problem found.
-        #[arg(long)]
-        json: bool,
+        /// `json`: counts and every problem found.
+        #[command(flatten)]
+        format: FormatArgs<TextOrJson>,
         /// Entries over this size are reported, as a restore refuses them (see `core --max-entry-size`).
         #[arg(long, env = "TBUILD_MAX_ENTRY_SIZE", default_value = "4GiB", value_name = "SIZE",
             value_parser = crate::units::parse_size)]
@@ -355,9 +436,9 @@ pub enum CacheCommand {
         /// Print what would be removed; remove nothing.
         #[arg(long)]
         dry_run: bool,
-        /// JSON on stdout: what was evicted and removed, what was kept.
-        #[arg(long)]
-        json: bool,
+        /// `json`: what was evicted and removed, what was kept.
+        #[command(flatten)]
+        format: FormatArgs<TextOrJson>,
     },
     /// Remove the cached artifacts and build dirs (git mirrors stay); refused while
     /// another tbuild uses the cache.
@@ -365,27 +446,33 @@ pub enum CacheCommand {
         /// Remove everything, git mirrors included.
         #[arg(long)]
         all: bool,
+        /// `json`: each path removed with its bytes, and the total freed.
+        #[command(flatten)]
+        format: FormatArgs<TextOrJson>,
     },
 }
 
+/// How `tbuild key` prints the keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KeyFormat {
+    /// One line per target: name, key, input count (with -v, its inputs below it).
     Text,
+    /// Per target its key, input count and (with -v) inputs.
     Json,
+    /// Step outputs to $GITHUB_OUTPUT (`<target>-key`, and `key` for the whole set), or those
+    /// lines on stdout when it is unset. Not with --range.
     Github,
 }
 
-impl KeyArgs {
-    /// `--json` is kept as the short form of `--format json`.
-    pub fn format(&self) -> KeyFormat {
-        if self.json { KeyFormat::Json } else { self.format }
-    }
+impl OutputFormat for KeyFormat {
+    const JSON: Self = KeyFormat::Json;
+    const DEFAULT: &'static str = "text";
 }
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("tree").required(true).args(["sha", "path"]))]
 #[command(after_help = "On a miss: without --fail-on-cache-miss the hits are published (the manifest marks the \
-misses `miss`) and tbuild exits 0 with cache-hit=false; with it, --out is left untouched and tbuild exits 9.")]
+misses `miss`) and tbuild exits 0 with cache-hit=false; with it, a miss leaves --out untouched and tbuild exits 9.")]
 pub struct RestoreArgs {
     #[command(flatten)]
     pub rev: RevArgs,
@@ -419,19 +506,9 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub fail_on_cache_miss: bool,
 
-    /// Print the run's summary (the manifest) as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Commits A..B of --repo (first-parent walk from B, A excluded): for each, the targets
-    /// whose keys differ from its first parent's, i.e. what a per-target cache rebuilds.
-    #[arg(long, value_name = "A..B", conflicts_with = "path")]
-    pub range: Option<String>,
-
-    /// With --range: totals (commits needing no rebuild, mean share of targets rebuilt,
-    /// rebuilds per target).
-    #[arg(long, requires = "range")]
-    pub stats: bool,
+    /// `json`: the run's summary (the manifest), on stdout.
+    #[command(flatten)]
+    pub format: FormatArgs<TextOrJson>,
 }
 
 /// A remote cache shared by machines, under the local one (`core`, and any command that
@@ -495,41 +572,57 @@ pub struct RegistryArgs {
     pub concurrency: u16,
 }
 
+/// How `upstream check` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CheckFormat {
+    /// A table for people.
     Table,
+    /// One JSON document.
     Json,
+    /// The tracking issue's body.
     Markdown,
+    /// GITHUB_OUTPUT outputs, GITHUB_STEP_SUMMARY and annotations.
     Github,
+}
+
+impl OutputFormat for CheckFormat {
+    const JSON: Self = CheckFormat::Json;
+    const DEFAULT: &'static str = "table";
 }
 
 #[derive(Debug, Args)]
 pub struct UpstreamCheckArgs {
     /// The pins: `{"rust": {"tasker-worker": "0.1.3"}, "python": {...}, ...}`.
-    #[arg(long, default_value = crate::upstream::DEFAULT_VERSIONS_FILE, value_name = "FILE")]
+    #[arg(long, default_value = crate::tools::upstream::DEFAULT_VERSIONS_FILE, value_name = "FILE")]
     pub versions: std::path::PathBuf,
 
     #[command(flatten)]
     pub registry: RegistryArgs,
 
-    /// table, json, markdown (the tracking issue's body) or github (GITHUB_OUTPUT outputs,
-    /// GITHUB_STEP_SUMMARY, annotations).
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: CheckFormat,
+    #[command(flatten)]
+    pub format: FormatArgs<CheckFormat>,
 
-    /// Exit 9 when a package's severity is at least this one.
+    /// Exit 10 when a package's severity is at least this one.
     #[arg(long, value_enum, value_name = "SEVERITY")]
-    pub fail_on: Option<crate::upstream::Severity>,
+    pub fail_on: Option<crate::tools::upstream::Severity>,
 
     /// Rewrite the pins that are behind to their latest stable version (other keys kept).
     #[arg(long)]
     pub update: bool,
 }
 
+/// A table for people (the default) or JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum TableOrJson {
+    /// A table for people.
     Table,
+    /// One JSON document.
     Json,
+}
+
+impl OutputFormat for TableOrJson {
+    const JSON: Self = TableOrJson::Json;
+    const DEFAULT: &'static str = "table";
 }
 
 #[derive(Debug, Args)]
@@ -549,8 +642,8 @@ pub struct UpstreamConstraintsArgs {
     #[arg(long)]
     pub offline: bool,
 
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: TableOrJson,
+    #[command(flatten)]
+    pub format: FormatArgs<TableOrJson>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -591,9 +684,9 @@ pub struct ReleaseDownloadArgs {
     #[command(flatten)]
     pub github: GithubArgs,
 
-    /// Print the manifest as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// `json`: the manifest, on stdout.
+    #[command(flatten)]
+    pub format: FormatArgs<TextOrJson>,
 }
 
 /// `tbuild core --prefer-release`: use a release built from the same commit instead of building.
@@ -611,10 +704,18 @@ pub struct PreferReleaseArgs {
     pub github: GithubArgs,
 }
 
+/// How `affected` reports the jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AffectedFormat {
+    /// The selection, on stdout.
     Json,
+    /// `job=true|false` lines appended to $GITHUB_OUTPUT (on stdout when it is unset).
     Github,
+}
+
+impl OutputFormat for AffectedFormat {
+    const JSON: Self = AffectedFormat::Json;
+    const DEFAULT: &'static str = "json";
 }
 
 #[derive(Debug, Args)]
@@ -637,9 +738,8 @@ pub struct AffectedArgs {
     #[arg(long, default_value = ".", value_name = "PATH")]
     pub repo: std::path::PathBuf,
 
-    /// json (on stdout) or github (`job=true|false` lines appended to $GITHUB_OUTPUT).
-    #[arg(long, value_enum, default_value = "json")]
-    pub format: AffectedFormat,
+    #[command(flatten)]
+    pub format: FormatArgs<AffectedFormat>,
 }
 
 /// Warm build state for cargo misses (see the README's "Warm misses" section).
@@ -654,6 +754,13 @@ pub struct WarmArgs {
     #[arg(long, env = "TBUILD_WARM_STATE_MAX_SIZE", value_name = "SIZE", default_value = "3GiB",
         value_parser = crate::units::parse_size)]
     pub warm_state_max_size: u64,
+
+    /// Put rustc's incremental state (`<profile>/incremental/`) into snapshots too: a fresh
+    /// machine whose work dir is at the same path as the snapshot's (the same cache dir
+    /// path, as on CI runners) then recompiles an edited crate incrementally. Snapshots with
+    /// it are keyed apart from those without.
+    #[arg(long, env = "TBUILD_WARM_STATE_INCREMENTAL")]
+    pub warm_state_incremental: bool,
 
     /// Run cargo with its fingerprint log (CARGO_LOG=cargo::core::compiler::fingerprint=info)
     /// and list, after each build, every unit cargo found dirty with the first stale item.

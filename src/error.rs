@@ -4,10 +4,13 @@
 use crate::build::BuildError;
 use crate::bundle::BundleError;
 use crate::cache::CacheError;
-use crate::publish::PublishError;
+use crate::engine::publish::PublishError;
 use crate::recipe::RecipeError;
 use crate::source::SourceError;
 use crate::toolchain::ToolchainError;
+use crate::tools::affected::AffectedError;
+use crate::tools::release::ReleaseError;
+use crate::tools::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,15 +37,15 @@ pub enum Error {
     )]
     CacheMiss { missed: Vec<String>, total: usize },
     #[error(transparent)]
-    Github(#[from] crate::github::GithubError),
+    Github(#[from] crate::tools::github::GithubError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
-    Upstream(#[from] crate::upstream::UpstreamError),
+    Upstream(#[from] UpstreamError),
     #[error(transparent)]
-    Release(#[from] crate::release::ReleaseError),
+    Release(#[from] ReleaseError),
     #[error(transparent)]
-    Affected(#[from] crate::affected::AffectedError),
+    Affected(#[from] AffectedError),
 }
 
 /// Exit codes; 2 is also what clap uses for a command line it cannot parse.
@@ -81,5 +84,46 @@ impl Error {
             Error::Release(e) => e.exit_code(),
             Error::Affected(e) => e.exit_code(),
         }
+    }
+}
+
+// The side tools' exit codes live here, next to the table, so that the tools never import
+// this module (which imports their error types): the import graph has no circle.
+impl AffectedError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AffectedError::Git { .. } => exit::SOURCE,
+            AffectedError::Rules { .. } => exit::USAGE,
+            AffectedError::Output { .. } => exit::INTERNAL,
+        }
+    }
+}
+
+impl ReleaseError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ReleaseError::BadRepo { .. } | ReleaseError::BadPattern { .. } => exit::USAGE,
+            ReleaseError::Publish(_) => exit::OUTPUT,
+            ReleaseError::Io { .. } => exit::INTERNAL,
+            _ => exit::REMOTE,
+        }
+    }
+}
+
+impl UpstreamError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            UpstreamError::VersionsFile { .. } | UpstreamError::Manifest { .. } => exit::USAGE,
+            UpstreamError::Write { .. } => exit::INTERNAL,
+            UpstreamError::FailOn { .. } | UpstreamError::ConstraintsRefuse { .. } => exit::LAG,
+            UpstreamError::LookupsFailed { .. } => exit::REMOTE,
+        }
+    }
+}
+
+/// The fs layer's errors are the cache's kind (exit 7) unless a layer maps them to its own.
+impl From<crate::fs::FsError> for Error {
+    fn from(err: crate::fs::FsError) -> Error {
+        Error::Cache(err.into())
     }
 }

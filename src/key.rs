@@ -48,6 +48,43 @@
 //! commit SHA (two commits with the same inputs share artifacts: that is the point), where
 //! the cache and work dirs are, and environment variables the recipe does not declare. Content is hashed the same way from git blobs and from files on disk, so a commit
 //! and a checkout of it have the same keys; git blob ids only index the digest memo.
+//!
+//! # Every serialised field
+//!
+//! In the order [`derive_key`] writes them; `key_tests.rs` checks that this table names every
+//! tag the code writes and every field a [`Target`] serialises.
+//!
+//! | tag | bytes | where it comes from |
+//! |---|---|---|
+//! | `tbuild-key` | [`KEY_VERSION`] in decimal | this module |
+//! | `target` | the resolved [`Target`] as JSON, fields in declaration order: `name`, `kind`, `artifact_dir`, `workdir`, `commands`, `env` (recipe-wide `env` merged in), `packages`, `bins`, `features`, `profile`, `inputs`, `exclude`, `crate_exclude`, `tools`, `output` (each `path`, `dest`) | the recipe, after [`Target::resolved`] fills in what the kind derives |
+//! | `toolchain` | the version output of each tool the kind runs plus the target's `tools`, in order | probed, or the toolchain memo |
+//! | `env` (one per name) | `NAME=value`, or `NAME` when unset; names sorted | the recipe's `key_env` plus [`crate::recipe::DEFAULT_KEY_ENV`] (`RUSTFLAGS`, `CARGO_ENCODED_RUSTFLAGS`, `CARGO_BUILD_RUSTFLAGS`, `CARGO_BUILD_TARGET`; not for a `command` target without packages), read from tbuild's environment |
+//! | `file` (one per input) | `path NUL mode (octal) NUL blake3 hex` of the content, or of the lock slice | [`select_inputs`], sorted by path |
+//! | `link` (one per input) | `path NUL symlink target` | [`select_inputs`], sorted by path |
+//!
+//! The recipe's `name`, `global_inputs` and `key_env` do not enter as such: the last two
+//! only through the `file` and `env` fields they select.
+//!
+//! # Knowingly not tracked
+//!
+//! What a build can read outside the tree and the declared environment. Each can change an
+//! artifact without changing its key; each has a way in when it matters:
+//!
+//! - `~/.cargo/config.toml` (and `$CARGO_HOME/config.toml`, parent dirs' `.cargo/`): only the
+//!   repository's own `.cargo/**` is an input. Settings that matter belong in the
+//!   repository's `.cargo/config.toml`, or in a variable named in `key_env` (cargo reads
+//!   `CARGO_BUILD_RUSTFLAGS`, `CARGO_PROFILE_*`, ... from the environment too).
+//! - `CC`, `CXX`, `CFLAGS`, `CXXFLAGS`, `LDFLAGS`, `AR` and other variables read by build
+//!   scripts (`cc`, `pkg-config`, `bindgen`): add them to the recipe's `key_env`, e.g.
+//!   `key_env = ["CC", "CFLAGS"]`.
+//! - System libraries and headers (OpenSSL, glibc, libpq) and the C compiler's version: the
+//!   toolchain field holds only the kind's tools. Name the compiler in the target's `tools`
+//!   (`tools = ["cc"]`) so its version enters, and for libraries put an image or lock id in a
+//!   variable named in `key_env` (`key_env = ["IMAGE_DIGEST"]`).
+//! - The build machine itself (CPU features with `-C target-cpu=native`, the kernel): the
+//!   host triple is in `rustc -vV`, nothing finer; `RUSTFLAGS` (tracked) is where
+//!   `target-cpu` is set.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -200,3 +200,34 @@ fn the_key_of_fixed_inputs_is_pinned() {
         "the key encoding changed: bump KEY_VERSION and update the key module doc and cache-layout.md"
     );
 }
+
+/// The module doc's "Every serialised field" table names every tag `derive_key` writes and
+/// every field of a serialised `Target` (its `output` entries' too), so a field added to
+/// either without a row fails here.
+#[test]
+fn the_module_doc_table_names_every_serialised_field() {
+    let source = include_str!("key.rs");
+    let table: String = source
+        .lines()
+        .skip_while(|l| !l.starts_with("//! # Every serialised field"))
+        .take_while(|l| !l.starts_with("//! # Knowingly not tracked"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(table.contains("| tag |"), "the table is in the module doc");
+    let code = &source[source.find("pub fn derive_key").unwrap()..];
+    let code = &code[..code.find("\n}\n").unwrap()];
+    let tags: Vec<&str> = code.split("hasher.field(\"").skip(1).map(|rest| &rest[..rest.find('"').unwrap()]).collect();
+    assert!(tags.len() >= 6, "found the tags {tags:?}");
+    for tag in tags {
+        assert!(table.contains(&format!("| `{tag}`")), "the key doc's table has no row for the `{tag}` field");
+    }
+    let mut resolved = target(&["tasker-ctl"]);
+    resolved.outputs.push(crate::recipe::Output { path: "a".into(), dest: "b".into() });
+    resolved.crate_exclude = Some(vec![]);
+    let json = serde_json::to_value(&resolved).unwrap();
+    let mut fields: Vec<String> = json.as_object().unwrap().keys().cloned().collect();
+    fields.extend(json["output"][0].as_object().unwrap().keys().cloned());
+    for field in fields {
+        assert!(table.contains(&format!("`{field}`")), "the key doc's `target` row does not name `{field}`");
+    }
+}

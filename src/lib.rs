@@ -2,34 +2,33 @@
 //! Python wheel, TypeScript worker), restoring each from a content-addressed cache when its
 //! inputs were built before.
 //!
-//! The pipeline runs one way, each stage taking the typed output of the one before:
-//! [`source`] (a tree from a commit or a dir) -> [`plan`] ([`recipe`], crate closures,
-//! [`key`]s) -> restore from the [`cache`] or [`build`] and store -> [`publish`] (the artifact
-//! layout and `manifest.json`) -> [`report`].
+//! The pipeline runs one way, each stage taking the typed output of the one before; its
+//! stages are the files of [`engine`], in order: [`engine::source`] (a tree from a commit or
+//! a dir) -> [`engine::plan`] ([`recipe`], crate closures, [`key`]s) -> [`engine::restore`]
+//! from the [`cache`] or [`engine::build`] (with [`build`]) and [`engine::store`] ->
+//! [`engine::publish`] (the artifact layout and `manifest.json`) -> [`report`].
+//!
+//! [`commands`] turn arguments into one call into the engine (or a side tool of [`tools`]);
+//! [`cache`] stands alone (no command-line or reporter types), as it could be its own crate.
 
-pub mod affected;
 pub mod build;
 pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod engine;
 pub mod error;
-pub mod explain;
-pub mod github;
-pub mod in_place;
+pub mod fs;
+pub mod http;
 pub mod key;
-pub mod plan;
-pub mod publish;
 pub mod recipe;
-pub mod release;
 pub mod report;
 pub mod source;
-pub mod timings;
 pub mod toolchain;
 pub mod toolchain_memo;
+pub mod tools;
 pub mod units;
-pub mod upstream;
 pub mod warm;
 
 use std::sync::Arc;
@@ -57,6 +56,8 @@ pub fn run(mut cli: cli::Cli) -> Result<(), Error> {
             return commands::release::download(args, &reporter);
         }
         cli::Command::Affected(args) => return commands::affected::run(args),
+        cli::Command::Completions(args) => return commands::docs::completions(args.shell),
+        cli::Command::Man => return commands::docs::man(),
         _ => {}
     }
     let cache_dir = cli.cache_dir.clone().or_else(cache::default_cache_dir).ok_or_else(|| {
@@ -91,8 +92,10 @@ pub fn run(mut cli: cli::Cli) -> Result<(), Error> {
         cli::Command::Restore(args) => commands::restore::run(args, &cache, reporter),
         cli::Command::Cache { command } => commands::cache::run(command, &cache, &reporter),
         cli::Command::Explain(args) => commands::explain::run(args, &cache, &reporter),
-        cli::Command::Upstream(_) | cli::Command::Release(_) | cli::Command::Affected(_) => {
-            unreachable!("run above")
-        }
+        cli::Command::Upstream(_)
+        | cli::Command::Release(_)
+        | cli::Command::Affected(_)
+        | cli::Command::Completions(_)
+        | cli::Command::Man => unreachable!("run above"),
     }
 }

@@ -11,7 +11,12 @@ fn main() {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("TBUILD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(tbuild::report::colour_on_stderr())
+        .without_time()
+        .init();
     let code = match tbuild::run(cli) {
         Ok(()) => tbuild::exit::OK,
         Err(err) => {

@@ -19,7 +19,8 @@ use console::Style;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::source::FetchProgress;
-use crate::timings::Timeline;
+use crate::tools::timings::Timeline;
+pub use crate::units::human_bytes;
 
 /// What a target is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +84,14 @@ impl Outcome {
     }
 }
 
-/// Colours for stderr, or none: decided once, from stderr itself (console's check: a
-/// terminal, `NO_COLOR` unset, `TERM` not `dumb`).
+/// Whether stderr gets colour: a terminal (console's check: also `TERM` not `dumb`) and
+/// `NO_COLOR` unset. `NO_COLOR` wins even over `CLICOLOR_FORCE`, which console would honour.
+/// The one test for everything tbuild writes to stderr: messages, -v diagnostics, errors.
+pub fn colour_on_stderr() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && console::colors_enabled_stderr()
+}
+
+/// Colours for stderr, or none: decided once, by [`colour_on_stderr`].
 #[derive(Debug, Clone, Copy)]
 pub struct Palette {
     on: bool,
@@ -92,7 +99,7 @@ pub struct Palette {
 
 impl Palette {
     pub fn for_stderr() -> Palette {
-        Palette { on: console::colors_enabled_stderr() }
+        Palette { on: colour_on_stderr() }
     }
 
     fn paint(self, style: Style, text: &str) -> String {
@@ -302,16 +309,4 @@ pub fn human_age(age: Duration) -> String {
         7200..172_800 => format!("{} h", secs / 3600),
         _ => format!("{} days", secs / 86_400),
     }
-}
-
-/// `1.2 MiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }

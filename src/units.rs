@@ -1,4 +1,5 @@
-//! Sizes (`5GiB`, `500MB`, `0`) and ages (`30d`, `12h`) as the maintenance commands take them.
+//! Sizes (`5GiB`, `500MB`, `0`) and ages (`30d`, `12h`) as the maintenance commands take them,
+//! and sizes as messages print them (`1.2 MiB`).
 //! Two small parsers rather than two crates: the grammar is a number and a unit.
 
 use std::time::Duration;
@@ -56,6 +57,18 @@ fn split_number(text: &str) -> Result<(f64, &str), String> {
         return Err(format!("{text:?} is too large"));
     }
     Ok((number, unit.trim()))
+}
+
+/// `1.2 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 #[cfg(test)]

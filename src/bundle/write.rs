@@ -20,7 +20,7 @@ impl BundleWriter {
         // Absolute, so that the temp file and the final rename share a named directory.
         let dest = std::path::absolute(dest).map_err(BundleError::io(dest))?;
         let parent = dest.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let file = AtomicFile::create(&parent, &dest).map_err(cache_err)?;
+        let file = AtomicFile::create(&parent, &dest).map_err(|e| cache_err(e.into()))?;
         let hashing = Hashing { inner: BufWriter::new(file), hasher: blake3::Hasher::new() };
         let mut tar = tar::Builder::new(hashing);
         tar.mode(tar::HeaderMode::Deterministic);
@@ -74,7 +74,7 @@ impl BundleWriter {
         let mut permissions = file.file().metadata().map_err(BundleError::io(&dest))?.permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o644);
         file.file().set_permissions(permissions).map_err(BundleError::io(&dest))?;
-        file.commit().map_err(cache_err)?;
+        file.commit().map_err(|e| cache_err(e.into()))?;
         Ok(size)
     }
 }

@@ -18,7 +18,7 @@ use std::io;
 use std::path::Path;
 
 use super::ActionRecord;
-use crate::report::human_bytes;
+use crate::units::human_bytes;
 
 /// Default of `--max-entry-size`: tasker-core's largest entries are its debug binaries
 /// (~130 MB each) and the TypeScript addon (~160 MB); a warm-state snapshot of its 3.1 GB

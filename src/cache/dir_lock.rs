@@ -3,11 +3,10 @@
 //! never deletes what a running tbuild is reading or writing. `gc` is finer grained (per-key
 //! locks, the blobs lock) and runs alongside builds; see `cache-layout.md`, "Maintenance".
 
-use std::fs::{self, File, TryLockError};
-use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::CacheError;
+use crate::fs::{FileLock, LockMode, Wait, lock_file};
 
 /// The file name of the cache-wide lock at the cache root; `clean` keeps it.
 pub const DIR_LOCK: &str = "tbuild.lock";
@@ -15,53 +14,25 @@ pub const DIR_LOCK: &str = "tbuild.lock";
 /// Released on drop, or when the process exits.
 #[derive(Debug)]
 pub struct CacheDirLock {
-    /// `None` on a read-only cache that never had a lock file: no clean can run there.
-    _file: Option<File>,
+    _lock: FileLock,
 }
 
 impl CacheDirLock {
     /// Shared use of the cache at `root` (created if needed); waits only while a `clean` runs.
+    /// A cache on a read-only file system (a CI cache mounted read-only) serves hits: see
+    /// [`lock_file`].
     pub fn shared(root: &Path, on_wait: impl FnOnce()) -> Result<CacheDirLock, CacheError> {
-        let (file, path) = match open(root) {
-            Ok(opened) => opened,
-            // A cache on a read-only file system (a CI cache mounted read-only) serves hits:
-            // an existing lock file still locks (flock needs no write access).
-            Err(CacheError::Io { path, source }) if source.kind() == ErrorKind::ReadOnlyFilesystem => {
-                match File::open(&path) {
-                    Ok(file) => (file, path),
-                    Err(err) if err.kind() == ErrorKind::NotFound => return Ok(CacheDirLock { _file: None }),
-                    Err(source) => return Err(CacheError::Io { path, source }),
-                }
-            }
-            Err(err) => return Err(err),
-        };
-        match file.try_lock_shared() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                on_wait();
-                file.lock_shared().map_err(CacheError::io(&path))?;
-            }
-            Err(TryLockError::Error(source)) => return Err(CacheError::Io { path, source }),
-        }
-        Ok(CacheDirLock { _file: Some(file) })
+        let lock = lock_file(&root.join(DIR_LOCK), LockMode::Shared, Wait::Yes(Box::new(on_wait)))?;
+        Ok(CacheDirLock { _lock: lock.expect("a waiting lock is taken") })
     }
 
     /// Sole use of the cache at `root`, or [`CacheError::InUse`] at once if any tbuild uses it.
     pub fn exclusive(root: &Path) -> Result<CacheDirLock, CacheError> {
-        let (file, path) = open(root)?;
-        match file.try_lock() {
-            Ok(()) => Ok(CacheDirLock { _file: Some(file) }),
-            Err(TryLockError::WouldBlock) => Err(CacheError::InUse { path: root.to_path_buf() }),
-            Err(TryLockError::Error(source)) => Err(CacheError::Io { path, source }),
+        match lock_file(&root.join(DIR_LOCK), LockMode::Exclusive, Wait::No)? {
+            Some(lock) => Ok(CacheDirLock { _lock: lock }),
+            None => Err(CacheError::InUse { path: root.to_path_buf() }),
         }
     }
-}
-
-fn open(root: &Path) -> Result<(File, PathBuf), CacheError> {
-    let path = root.join(DIR_LOCK);
-    fs::create_dir_all(root).map_err(CacheError::io(&path))?;
-    let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(CacheError::io(&path))?;
-    Ok((file, path))
 }
 
 #[cfg(test)]

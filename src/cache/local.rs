@@ -1,17 +1,18 @@
 //! The local cache directory: action records, the blob store, per-key locks, memos, logs
 //! and per-repository working state. The tree is drawn in `cache-layout.md`.
 
-use std::fs::{self, File, TryLockError};
+use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::atomic::{sync_dir, write_atomic};
 use super::entries::{RecordFile, read_record_file, remove_cache_file};
 use super::no_follow::open_regular;
+use super::write_atomic;
 use super::{ActionRecord, ArtifactStore, CacheError, CacheHit, CorruptEntry, HitSource, LAYOUT_VERSION};
+use crate::fs::{FileLock, LockMode, Wait, lock_file, sync_dir};
 
 /// Format of action records written by this tbuild.
 pub const RECORD_FORMAT: u32 = 1;
@@ -74,7 +75,7 @@ impl LocalCache {
         self.versioned.join("trees")
     }
 
-    /// Records of published out dirs, for skipping a repeat (see `crate::in_place`).
+    /// Records of published out dirs, for skipping a repeat (see `crate::engine::in_place`).
     pub fn outs_dir(&self) -> PathBuf {
         self.versioned.join("outs")
     }
@@ -104,10 +105,9 @@ impl LocalCache {
     /// its record is written, exclusive while gc removes archives no record refers to.
     pub fn lock_blobs(&self, exclusive: bool) -> Result<BlobsLock, CacheError> {
         let path = self.versioned.join("locks").join("blobs.lock");
-        let file =
-            File::options().create(true).truncate(false).write(true).open(&path).map_err(CacheError::io(&path))?;
-        if exclusive { file.lock() } else { file.lock_shared() }.map_err(CacheError::io(&path))?;
-        Ok(BlobsLock { _file: file })
+        let mode = if exclusive { LockMode::Exclusive } else { LockMode::Shared };
+        let lock = lock_file(&path, mode, Wait::Yes(Box::new(|| {})))?.expect("a waiting lock is taken");
+        Ok(BlobsLock { _lock: lock })
     }
 
     /// `<cache>/v1`: the content-addressed part, for the maintenance commands that walk it.
@@ -287,7 +287,7 @@ pub const LAST_USE_RESOLUTION: std::time::Duration = std::time::Duration::from_s
 /// Held while writing to or sweeping the blob store (see [`LocalCache::lock_blobs`]).
 #[derive(Debug)]
 pub struct BlobsLock {
-    _file: File,
+    _lock: FileLock,
 }
 
 /// `ab/` for `abcdef...`: keeps directories small.
@@ -298,48 +298,20 @@ fn shard(hex: &str) -> &str {
 /// An exclusive advisory lock on a file, released on drop (or when the process dies).
 #[derive(Debug)]
 pub struct KeyLock {
-    _file: Option<File>,
+    _lock: FileLock,
 }
 
 impl KeyLock {
+    /// Takes the lock, calling `on_wait` first if another process holds it (see
+    /// [`lock_file`] for a read-only cache).
     pub fn acquire(path: &Path, on_wait: impl FnOnce()) -> Result<KeyLock, CacheError> {
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
-        }
-        let file = match File::options().create(true).truncate(false).write(true).open(path) {
-            Ok(file) => file,
-            // A cache on a read-only file system (a CI cache mounted read-only) has no writer
-            // to exclude: an existing lock file still takes the lock (flock needs no write
-            // access), a missing one means nobody ever wrote here, so there is nothing to lock.
-            Err(err) if err.kind() == ErrorKind::ReadOnlyFilesystem => match File::open(path) {
-                Ok(file) => file,
-                Err(missing) if missing.kind() == ErrorKind::NotFound => return Ok(KeyLock { _file: None }),
-                Err(source) => return Err(CacheError::Io { path: path.into(), source }),
-            },
-            Err(source) => return Err(CacheError::Io { path: path.into(), source }),
-        };
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                on_wait();
-                file.lock().map_err(CacheError::io(path))?;
-            }
-            Err(TryLockError::Error(source)) => return Err(CacheError::Io { path: path.into(), source }),
-        }
-        Ok(KeyLock { _file: Some(file) })
+        let lock = lock_file(path, LockMode::Exclusive, Wait::Yes(Box::new(on_wait)))?;
+        Ok(KeyLock { _lock: lock.expect("a waiting lock is taken") })
     }
 
     /// The lock if it is free now, `None` if another process holds it.
     pub fn try_acquire(path: &Path) -> Result<Option<KeyLock>, CacheError> {
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
-        }
-        let file = File::options().create(true).truncate(false).write(true).open(path).map_err(CacheError::io(path))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(KeyLock { _file: Some(file) })),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(source)) => Err(CacheError::Io { path: path.into(), source }),
-        }
+        Ok(lock_file(path, LockMode::Exclusive, Wait::No)?.map(|lock| KeyLock { _lock: lock }))
     }
 }
 

@@ -6,7 +6,6 @@
 
 pub mod admission;
 mod archive;
-mod atomic;
 pub mod clean;
 mod derivation;
 mod dir_lock;
@@ -28,9 +27,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::fs::AtomicFile;
 pub(crate) use archive::digest_file;
 pub use archive::{ArchiveFile, PackedArchive, UnpackLimits, pack, unpack};
-pub use atomic::{AtomicFile, write_atomic};
 pub use derivation::{INPUT_DIGEST_CHARS, InputLine, KeyDerivation};
 pub use dir_lock::CacheDirLock;
 pub use link::{LinkMode, restore_linked};
@@ -39,6 +38,10 @@ pub use local::{BlobsLock, KeyLock, LAST_USE_RESOLUTION, LocalCache, RECORD_FORM
 pub use memo::BlobDigestMemo;
 pub use no_follow::first_escape;
 pub use record_check::{MAX_RECORD_BYTES, is_name};
+
+/// Where the cache sends a warning (a remote that failed, an entry dropped): the cache knows
+/// no reporter, so it can stand alone; the command layer passes the reporter's `warn`.
+pub type Warn = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Version of the on-disk format under `<cache>/v<N>/`. When bumping this, also bump
 /// `crate::key::KEY_VERSION` if key derivation changed, and update `cache-layout.md`.
@@ -223,4 +226,16 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 /// Seconds since the epoch, for records.
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// [`crate::fs::write_atomic`] with the cache's error (and its hints: a full disk, a
+/// read-only cache).
+pub fn write_atomic(temp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    Ok(crate::fs::write_atomic(temp_dir, dest, bytes)?)
+}
+
+impl From<crate::fs::FsError> for CacheError {
+    fn from(err: crate::fs::FsError) -> CacheError {
+        CacheError::Io { path: err.path, source: err.source }
+    }
 }

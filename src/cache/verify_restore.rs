@@ -2,7 +2,7 @@
 //! are right can still be one a restore refuses (an unsafe archive, a layout that cannot be
 //! unpacked, files that differ from the record). Each such entry is unpacked into a temp dir
 //! under `v1/tmp/`, with the limits its record implies, exactly as a copy-mode hit would be,
-//! and the outcome classified as `Stage::unrestorable` in `src/commands/core.rs` does.
+//! and the outcome classified as `Stage::unrestorable` in `src/engine/restore.rs` does.
 
 use super::admission::{free_bytes, layout_collision, oversized, unpacked_size};
 use super::{ActionRecord, CacheError, LocalCache, UnpackLimits, unpack};

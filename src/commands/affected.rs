@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use crate::affected::{AffectedError, default_rules, load_rules, select};
 use crate::cli::{AffectedArgs, AffectedFormat};
 use crate::error::Error;
+use crate::tools::affected::{AffectedError, default_rules, load_rules, select};
 
 pub fn run(args: &AffectedArgs) -> Result<(), Error> {
     let rules = match &args.rules {
@@ -12,7 +12,7 @@ pub fn run(args: &AffectedArgs) -> Result<(), Error> {
         None => default_rules(),
     };
     let selection = select(&args.repo, &args.base, &args.head, &rules)?;
-    match args.format {
+    match args.format.get() {
         AffectedFormat::Json => println!("{}", serde_json::to_string_pretty(&selection).expect("selections serialise")),
         AffectedFormat::Github => {
             let lines = selection.github_outputs();

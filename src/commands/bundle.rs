@@ -3,15 +3,15 @@
 
 use serde::Serialize;
 
-use super::load_commit;
 use crate::bundle::{
     BUNDLE_FORMAT, BundleEntry, BundleError, BundleManifest, BundleSource, BundleWriter, SOURCE_PACK, StagedBundle,
     archive_member, record_member, stage,
 };
-use crate::cache::{ArtifactStore, BlobDigestMemo, KeyLock, LocalCache, now_secs};
+use crate::cache::{ArtifactStore, KeyLock, LocalCache, now_secs};
 use crate::cli::{ExportArgs, ImportArgs};
+use crate::engine::plan;
+use crate::engine::source::{History, Rev};
 use crate::error::Error;
-use crate::plan::{plan, recipe_and_workspace};
 use crate::report::{Reporter, human_bytes};
 use crate::source::{Mirror, normalise_url, repo_id};
 
@@ -33,13 +33,10 @@ struct ExportReport {
 }
 
 pub fn export(args: &ExportArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
-    let loaded = load_commit(cache, &args.repo, &args.sha, args.offline, reporter)?;
+    let rev = Rev::Commit { repo: &args.repo.url, rev: &args.sha, offline: args.repo.offline, history: History::No };
+    let plan::Planned { loaded, targets: planned, .. } =
+        plan::load(cache, rev, args.recipe.as_deref(), &args.targets, reporter, |_, _, _| {})?;
     let sha = loaded.tree.provenance();
-    let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
-    let (recipe, _, graph) = recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
-    let recipe = recipe.select(&args.targets)?;
-    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo, cache)?;
-    memo.save()?;
 
     let mut hits = Vec::new();
     let mut missing = Vec::new();
@@ -113,7 +110,7 @@ pub fn export(args: &ExportArgs, cache: &LocalCache, reporter: &Reporter) -> Res
         args.output.display(),
         human_bytes(size)
     ));
-    if args.json {
+    if args.format.is_json() {
         let report = ExportReport {
             file: args.output.display().to_string(),
             sha,
@@ -187,7 +184,7 @@ pub fn import(args: &ImportArgs, cache: &LocalCache, reporter: &Reporter) -> Res
     for entry in &added {
         reporter.info(&format!("added {} {}", entry.target, &entry.key[..16]));
     }
-    if args.json {
+    if args.format.is_json() {
         let report = ImportReport { sha: manifest.sha, added, present, source_repo };
         println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise"));
     }

@@ -16,11 +16,14 @@ pub fn run(command: &CacheCommand, cache: &LocalCache, reporter: &Reporter) -> R
     match command {
         CacheCommand::Export(args) => super::bundle::export(args, cache, reporter)?,
         CacheCommand::Import(args) => super::bundle::import(args, cache, reporter)?,
-        CacheCommand::Dir => println!("{}", cache.root().display()),
-        CacheCommand::Ls { json } => ls(cache, *json)?,
-        CacheCommand::Du { json } => du(cache, *json),
-        CacheCommand::Verify { fix, json, max_entry_size } => verify(cache, *fix, *json, *max_entry_size, reporter)?,
-        CacheCommand::Gc { max_size, max_age, max_warm_size, prune_target_dirs, dry_run, json } => {
+        CacheCommand::Dir { format } if format.is_json() => println!("{:#}", json!({ "dir": cache.root() })),
+        CacheCommand::Dir { .. } => println!("{}", cache.root().display()),
+        CacheCommand::Ls { format } => ls(cache, format.is_json())?,
+        CacheCommand::Du { format } => du(cache, format.is_json()),
+        CacheCommand::Verify { fix, format, max_entry_size } => {
+            verify(cache, *fix, format.is_json(), *max_entry_size, reporter)?
+        }
+        CacheCommand::Gc { max_size, max_age, max_warm_size, prune_target_dirs, dry_run, format } => {
             let policy = GcPolicy {
                 max_size: *max_size,
                 max_age: *max_age,
@@ -28,9 +31,9 @@ pub fn run(command: &CacheCommand, cache: &LocalCache, reporter: &Reporter) -> R
                 prune_target_dirs: *prune_target_dirs,
                 dry_run: *dry_run,
             };
-            gc(cache, &policy, *json, reporter)?
+            gc(cache, &policy, format.is_json(), reporter)?
         }
-        CacheCommand::Clean { all } => {
+        CacheCommand::Clean { all, format } => {
             let _sole = CacheDirLock::exclusive(cache.root())?;
             let removed = clean::clean(cache, *all)?;
             let bytes: u64 = removed.iter().map(|r| r.bytes).sum();
@@ -38,6 +41,11 @@ pub fn run(command: &CacheCommand, cache: &LocalCache, reporter: &Reporter) -> R
                 reporter.info(&format!("removed {} ({})", r.path.display(), human_bytes(r.bytes)));
             }
             reporter.info(&format!("cleaned {}, {} freed", cache.root().display(), human_bytes(bytes)));
+            if format.is_json() {
+                let removed: Vec<_> = removed.iter().map(|r| json!({ "path": r.path, "bytes": r.bytes })).collect();
+                let report = json!({ "dir": cache.root(), "removed": removed, "freed_bytes": bytes });
+                println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise"));
+            }
         }
     }
     Ok(())

@@ -1,18 +1,18 @@
 //! `tbuild explain TARGET`: why the target's key misses the cache, in terms of the closest
-//! stored entry (see `crate::explain`).
+//! stored entry (see `crate::tools::explain`).
 
 use std::path::Path;
 
 use serde::Serialize;
 
-use super::{History, LoadedTree, load_commit_with, load_dir};
 use crate::cache::entries::RecordFile;
-use crate::cache::{ActionRecord, BlobDigestMemo, KeyDerivation, LAYOUT_VERSION, LocalCache};
+use crate::cache::{ActionRecord, KeyDerivation, LAYOUT_VERSION, LocalCache};
 use crate::cli::ExplainArgs;
+use crate::engine::plan;
+use crate::engine::source::LoadedTree;
 use crate::error::Error;
-use crate::explain::{Closest, Current, Differences, closest, differences};
-use crate::plan::{plan, recipe_and_workspace};
 use crate::report::Reporter;
+use crate::tools::explain::{Closest, Current, Differences, closest, differences};
 
 /// Commits of history searched for an entry built from an ancestor.
 const ANCESTRY_LIMIT: usize = 10_000;
@@ -34,17 +34,11 @@ struct Explanation {
 }
 
 pub fn run(args: &ExplainArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
-    let loaded = match (&args.sha, &args.path) {
-        (Some(rev), None) => load_commit_with(cache, &args.repo, rev, args.offline, History::Walked, reporter)?,
-        (None, Some(path)) => load_dir(path)?,
-        _ => return Err(Error::Usage("give exactly one of --sha and --path".into())),
-    };
-    let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
-    let (recipe, _, graph) = recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
-    let recipe = recipe.select(std::slice::from_ref(&args.target))?;
-    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo, cache)?;
-    memo.save()?;
-    let p = planned.into_iter().next().expect("one target selected");
+    // The walk reads the commit's ancestors: a shallow mirror is deepened first.
+    let rev = super::rev(&args.rev)?.walked();
+    let target = std::slice::from_ref(&args.target);
+    let planned = plan::load(cache, rev, args.recipe.as_deref(), target, reporter, |_, _, _| {})?;
+    let (loaded, p) = (planned.loaded, planned.targets.into_iter().next().expect("one target selected"));
     let derivation = KeyDerivation::new(&p.target, &p.key_env, &p.inputs);
     let current = Current { key: &p.key, toolchain: &p.toolchain, derivation: &derivation };
 
@@ -68,7 +62,7 @@ pub fn run(args: &ExplainArgs, cache: &LocalCache, reporter: &Reporter) -> Resul
         }),
         differences: found.as_ref().map(|(r, _)| differences(&current, r)),
     };
-    if args.json {
+    if args.format.is_json() {
         println!("{}", serde_json::to_string_pretty(&explanation).expect("explanations serialise"));
     } else {
         print!("{}", render(&explanation));
@@ -159,13 +153,15 @@ fn render(e: &Explanation) -> String {
     // A --path tree is compared along the history of its checkout's HEAD.
     let base = if e.tree.starts_with("path:") { "the checkout's HEAD" } else { "this commit" };
     let how = match &closest.chosen_by {
-        crate::explain::ChosenBy::Ancestry { commits_back: 0 } => format!("built from {base}"),
-        crate::explain::ChosenBy::Ancestry { commits_back: 1 } => format!("built 1 commit before {base}"),
-        crate::explain::ChosenBy::Ancestry { commits_back } => format!("built {commits_back} commits before {base}"),
-        crate::explain::ChosenBy::InputOverlap { shared_inputs } => {
+        crate::tools::explain::ChosenBy::Ancestry { commits_back: 0 } => format!("built from {base}"),
+        crate::tools::explain::ChosenBy::Ancestry { commits_back: 1 } => format!("built 1 commit before {base}"),
+        crate::tools::explain::ChosenBy::Ancestry { commits_back } => {
+            format!("built {commits_back} commits before {base}")
+        }
+        crate::tools::explain::ChosenBy::InputOverlap { shared_inputs } => {
             format!("not on this history; it shares the most inputs ({shared_inputs})")
         }
-        crate::explain::ChosenBy::SameKey => "the same key".to_string(),
+        crate::tools::explain::ChosenBy::SameKey => "the same key".to_string(),
     };
     let _ = writeln!(out, "miss: closest stored entry is {} from {} ({how})", short(&closest.key), closest.provenance);
     if d.is_empty() {
@@ -184,7 +180,7 @@ fn render(e: &Explanation) -> String {
             }
         }
     }
-    let lines = |out: &mut String, name: &str, c: &crate::explain::LineChanges| {
+    let lines = |out: &mut String, name: &str, c: &crate::tools::explain::LineChanges| {
         if c.is_empty() {
             let _ = writeln!(out, "{name}: same");
         } else {

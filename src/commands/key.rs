@@ -2,14 +2,13 @@
 
 use serde::Serialize;
 
-use super::{LoadedTree, load_commit, load_dir};
-use crate::cache::{BlobDigestMemo, LocalCache};
+use crate::cache::LocalCache;
 use crate::cli::{KeyArgs, KeyFormat};
+use crate::engine::plan;
 use crate::error::Error;
-use crate::github::{self, GithubEnv};
 use crate::key::KeyInput;
-use crate::plan::{plan, recipe_and_workspace};
 use crate::report::Reporter;
+use crate::tools::github::{self, GithubEnv};
 
 #[derive(Serialize)]
 struct KeyReport<'a> {
@@ -22,15 +21,15 @@ struct KeyReport<'a> {
 
 pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: bool) -> Result<(), Error> {
     if let Some(range) = &args.range {
+        if args.format.get() == KeyFormat::Github {
+            return Err(Error::Usage("--format github writes one commit's keys; with --range use text or json".into()));
+        }
         return super::key_range::run(args, range, cache, reporter);
     }
-    let loaded = load(args, cache, reporter)?;
-    let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
-    let (recipe, _, graph) = recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
-    let recipe = recipe.select(&args.targets)?;
-    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo, cache)?;
-    memo.save()?;
-    let format = args.format();
+    let planned =
+        plan::load(cache, super::rev(&args.rev)?, args.recipe.as_deref(), &args.targets, reporter, |_, _, _| {})?
+            .targets;
+    let format = args.format.get();
     if format == KeyFormat::Github {
         let keys = planned.iter().map(|p| (p.target.name.clone(), p.key.clone())).collect();
         let outputs = github::key_outputs(&keys);
@@ -64,13 +63,4 @@ pub fn run(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter, verbose: boo
         }
     }
     Ok(())
-}
-
-/// The tree of `--sha` or `--path`.
-pub fn load(args: &KeyArgs, cache: &LocalCache, reporter: &Reporter) -> Result<LoadedTree, Error> {
-    match (&args.sha, &args.path) {
-        (Some(rev), None) => load_commit(cache, &args.repo, rev, args.offline, reporter),
-        (None, Some(path)) => load_dir(path),
-        _ => Err(Error::Usage("give exactly one of --sha and --path".into())),
-    }
 }

@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use crate::cache::{BlobDigestMemo, KeyLock, LocalCache};
 use crate::cli::KeyArgs;
+use crate::engine::plan::{plan_with, recipe_and_workspace};
 use crate::error::Error;
-use crate::plan::{plan_with, recipe_and_workspace};
 use crate::recipe::lock_slice::SliceMemo;
 use crate::report::Reporter;
 use crate::source::{Mirror, SourceError, Tree, normalise_url, repo_id};
@@ -75,7 +75,7 @@ pub fn run(args: &KeyArgs, range: &str, cache: &LocalCache, reporter: &Reporter)
         .split_once("..")
         .filter(|(a, b)| !a.is_empty() && !b.is_empty() && !b.starts_with('.'))
         .ok_or_else(|| Error::Usage(format!("--range {range:?} is not A..B (e.g. v1.0..main)")))?;
-    let url = normalise_url(&args.repo);
+    let url = normalise_url(&args.rev.repo.url);
     let repo_dir = cache.repo_dir(&repo_id(&url));
     let (mirror_path, from, to) = {
         let _lock = KeyLock::acquire(&repo_dir.join("mirror.lock"), || {
@@ -85,14 +85,14 @@ pub fn run(args: &KeyArgs, range: &str, cache: &LocalCache, reporter: &Reporter)
         let mirror = Mirror::open(&repo_dir.join("mirror.git"), &url)?.needing_history();
         let mut progress = reporter.fetch_progress(&url);
         // Deepening first fetches every branch and tag with history: A and B are then there.
-        mirror.deepen(args.offline, &mut progress)?;
-        let from = mirror.resolve(from, args.offline, &mut progress)?;
+        mirror.deepen(args.rev.repo.offline, &mut progress)?;
+        let from = mirror.resolve(from, args.rev.repo.offline, &mut progress)?;
         // The first resolve fetched if anything needed fetching.
         let to = match mirror.resolve(to, true, &mut progress) {
             Ok(oid) => oid,
-            Err(_) => mirror.resolve(to, args.offline, &mut progress)?,
+            Err(_) => mirror.resolve(to, args.rev.repo.offline, &mut progress)?,
         };
-        mirror.deepen(args.offline, &mut progress)?;
+        mirror.deepen(args.rev.repo.offline, &mut progress)?;
         (mirror.path(), from, to)
     };
     let open =
@@ -136,7 +136,7 @@ pub fn run(args: &KeyArgs, range: &str, cache: &LocalCache, reporter: &Reporter)
     memo.save()?;
 
     let stats = args.stats.then(|| stats(&changes));
-    if args.json {
+    if args.format.is_json() {
         let report = RangeReport { range, commits: &changes, stats: stats.as_ref() };
         println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise"));
     } else {

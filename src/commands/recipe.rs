@@ -1,17 +1,23 @@
 //! `tbuild recipe`: the recipe tbuild would use, as TOML, with where it came from.
 
-use crate::cache::{BlobDigestMemo, LocalCache};
+use crate::cache::LocalCache;
 use crate::cli::RecipeArgs;
+use crate::engine::plan;
 use crate::error::Error;
-use crate::plan::recipe_and_workspace;
 use crate::report::Reporter;
 
 pub fn run(args: &RecipeArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
-    let loaded = super::key::load(args, cache, reporter)?;
-    let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
-    let (recipe, source, _) = recipe_and_workspace(&loaded.tree, args.recipe.as_deref(), Some(cache), &mut memo)?;
-    memo.save()?;
-    let recipe = recipe.select(&args.targets)?;
+    let rev = super::rev(&args.rev)?;
+    let (loaded, recipe, source) = plan::load_recipe(cache, rev, args.recipe.as_deref(), &args.targets, reporter)?;
+    if args.format.is_json() {
+        let report = serde_json::json!({
+            "source": source.to_string(),
+            "tree": loaded.tree.provenance(),
+            "recipe": recipe,
+        });
+        println!("{}", serde_json::to_string_pretty(&report).expect("recipes serialise"));
+        return Ok(());
+    }
     println!("# recipe: {source}");
     println!("# tree: {}", loaded.tree.provenance());
     print!("{}", recipe.to_toml());

@@ -2,26 +2,22 @@
 
 use crate::cli::{CoreArgs, ReleaseDownloadArgs};
 use crate::error::Error;
-use crate::release::{GitHub, ReleaseError, download_release, github_repo_of};
 use crate::report::Reporter;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime")
-}
+use crate::tools::release::{GitHub, ReleaseError, download_release, github_repo_of};
 
 pub fn download(args: &ReleaseDownloadArgs, reporter: &Reporter) -> Result<(), Error> {
     let github = GitHub::new(&args.github.api_url, &args.repo)?;
-    let downloaded = runtime().block_on(async {
+    let downloaded = super::runtime().block_on(async {
         let release = github.release(&args.tag).await?;
         let commit = github.release_commit(&release).await?;
         reporter.info(&format!("release {} of {} is {commit}", release.tag_name, args.repo));
         download_release(&github, &release, &commit, &args.pattern, &args.out).await
     })?;
-    report(&downloaded, &args.out, reporter, args.json);
+    report(&downloaded, &args.out, reporter, args.format.is_json());
     Ok(())
 }
 
-fn report(downloaded: &crate::release::Downloaded, out: &std::path::Path, reporter: &Reporter, json: bool) {
+fn report(downloaded: &crate::tools::release::Downloaded, out: &std::path::Path, reporter: &Reporter, json: bool) {
     let files: usize = downloaded.manifest.targets.values().map(|t| t.files.len()).sum();
     if !downloaded.verified {
         reporter.warn("the release has no checksum file: the assets are not verified");
@@ -38,13 +34,13 @@ fn report(downloaded: &crate::release::Downloaded, out: &std::path::Path, report
 /// API unreachable, a checksum mismatch) a message says why and `Ok(false)` lets `core`
 /// restore or build as usual.
 pub fn prefer_release(args: &CoreArgs, tag: &str, reporter: &Reporter) -> Result<bool, Error> {
-    let repo = match (&args.release.release_repo, github_repo_of(&args.rev.repo)) {
+    let repo = match (&args.release.release_repo, github_repo_of(&args.rev.repo.url)) {
         (Some(repo), _) => repo.clone(),
         (None, Some(repo)) => repo,
         (None, None) => {
             return Err(Error::Usage(format!(
                 "--prefer-release: --repo {} is not a github.com repository; name the release's with --release-repo OWNER/NAME",
-                args.rev.repo
+                args.rev.repo.url
             )));
         }
     };
@@ -60,7 +56,7 @@ pub fn prefer_release(args: &CoreArgs, tag: &str, reporter: &Reporter) -> Result
         return Ok(false);
     }
     let github = GitHub::new(&args.release.github.api_url, &repo)?;
-    let outcome: Result<bool, ReleaseError> = runtime().block_on(async {
+    let outcome: Result<bool, ReleaseError> = super::runtime().block_on(async {
         let release = github.release(tag).await?;
         let commit = github.release_commit(&release).await?;
         if !commit.starts_with(&sha) {
@@ -70,7 +66,7 @@ pub fn prefer_release(args: &CoreArgs, tag: &str, reporter: &Reporter) -> Result
             return Ok(false);
         }
         let downloaded = download_release(&github, &release, &commit, &[], &args.out).await?;
-        report(&downloaded, &args.out, reporter, args.json);
+        report(&downloaded, &args.out, reporter, args.format.is_json());
         Ok(true)
     });
     match outcome {

@@ -8,8 +8,10 @@ use serde::Serialize;
 use crate::cli::{CheckFormat, RegistryArgs, TableOrJson, UpstreamCheckArgs, UpstreamCommand, UpstreamConstraintsArgs};
 use crate::error::Error;
 use crate::report::Reporter;
-use crate::upstream::constraints::{Constraint, scan};
-use crate::upstream::{CheckOptions, CheckReport, Ecosystem, Registry, UpstreamError, VersionsFile, check, report};
+use crate::tools::upstream::constraints::{Constraint, scan};
+use crate::tools::upstream::{
+    CheckOptions, CheckReport, Ecosystem, Registry, UpstreamError, VersionsFile, check, report,
+};
 
 pub fn run(command: &UpstreamCommand, reporter: &Reporter) -> Result<(), Error> {
     match command {
@@ -46,8 +48,8 @@ fn run_check(args: &UpstreamCheckArgs, reporter: &Reporter) -> Result<(), Error>
     let options = options(&args.registry)?;
     let file = VersionsFile::load(&args.versions)?;
     reporter.info(&format!("checking {} pinned packages from {}", file.pins.len(), args.versions.display()));
-    let report = check(&file, &options);
-    match args.format {
+    let report = super::runtime().block_on(check(&file, &options));
+    match args.format.get() {
         CheckFormat::Table => print!("{}", report::table(&report)),
         CheckFormat::Json => println!("{}", report::json(&report)),
         CheckFormat::Markdown => print!("{}", report::markdown(&report)),
@@ -70,7 +72,7 @@ fn run_check(args: &UpstreamCheckArgs, reporter: &Reporter) -> Result<(), Error>
 }
 
 /// Lookup failures first (the report is incomplete), then --fail-on.
-fn exit_status(report: &CheckReport, fail_on: Option<crate::upstream::Severity>) -> Result<(), Error> {
+fn exit_status(report: &CheckReport, fail_on: Option<crate::tools::upstream::Severity>) -> Result<(), Error> {
     if report.failed > 0 {
         return Err(UpstreamError::LookupsFailed { failed: report.failed, total: report.packages.len() }.into());
     }
@@ -98,7 +100,8 @@ struct ConstraintRow {
 
 fn run_constraints(args: &UpstreamConstraintsArgs, reporter: &Reporter) -> Result<(), Error> {
     let options = options(&args.registry)?;
-    let versions_path = args.versions.clone().unwrap_or_else(|| args.dir.join(crate::upstream::DEFAULT_VERSIONS_FILE));
+    let versions_path =
+        args.versions.clone().unwrap_or_else(|| args.dir.join(crate::tools::upstream::DEFAULT_VERSIONS_FILE));
     let file = VersionsFile::load(&versions_path)?;
     let mut wanted: BTreeMap<Ecosystem, Vec<String>> = BTreeMap::new();
     for pin in &file.pins {
@@ -108,7 +111,7 @@ fn run_constraints(args: &UpstreamConstraintsArgs, reporter: &Reporter) -> Resul
     let latest: BTreeMap<(Ecosystem, String), String> = if args.offline {
         BTreeMap::new()
     } else {
-        let report = check(&file, &options);
+        let report = super::runtime().block_on(check(&file, &options));
         for p in report.packages.iter().filter(|p| p.error.is_some()) {
             reporter.warn(&format!("{}: {}", p.package, p.error.as_ref().expect("filtered").message));
         }
@@ -138,7 +141,7 @@ fn run_constraints(args: &UpstreamConstraintsArgs, reporter: &Reporter) -> Resul
             constraint,
         });
     }
-    match args.format {
+    match args.format.get() {
         TableOrJson::Json => println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialise")),
         TableOrJson::Table => print!("{}", constraints_table(&rows)),
     }

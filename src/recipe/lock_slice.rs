@@ -37,6 +37,9 @@ pub struct MemberDeps {
     pub inherited: BTreeSet<String>,
 }
 
+/// A slice's bytes, or `None` when the whole file enters the key.
+type Slice = Option<Arc<Vec<u8>>>;
+
 /// What slicing learned during one run, reused across the trees (commits) it keys: files are
 /// named by their git blob ids, which name their content, so a hit is the same answer. Over a
 /// `key --range` most commits share their lock and manifests with their parent, and parsing,
@@ -47,9 +50,9 @@ pub struct SliceMemo {
     /// The last lock parsed, by blob id.
     last_lock: Option<(git2::Oid, Option<Arc<ParsedLock>>)>,
     /// (lock blob, members and what they build with) -> the lock slice.
-    lock_slices: HashMap<(git2::Oid, String), Option<Arc<Vec<u8>>>>,
+    lock_slices: HashMap<(git2::Oid, String), Slice>,
     /// (root manifest blob, inherited keys, packages named) -> the root manifest slice.
-    root_slices: HashMap<(git2::Oid, String, bool), Option<Arc<Vec<u8>>>>,
+    root_slices: HashMap<(git2::Oid, String, bool), Slice>,
     /// Root manifest blob -> its `[workspace.dependencies]`.
     workspace_deps: HashMap<git2::Oid, Arc<Table>>,
     /// (member manifest blob, root manifest blob) -> what the member builds with.

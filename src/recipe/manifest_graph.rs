@@ -176,8 +176,7 @@ impl Walk<'_> {
             return spec.is_str().then_some(None);
         };
         if spec.get("workspace").is_some() {
-            if spec.get("workspace")?.as_bool()? != true || spec.keys().any(|k| !INHERITING_KEYS.contains(&k.as_str()))
-            {
+            if !spec.get("workspace")?.as_bool()? || spec.keys().any(|k| !INHERITING_KEYS.contains(&k.as_str())) {
                 return None;
             }
             return match self.workspace_deps.get(key)? {

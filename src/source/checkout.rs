@@ -118,7 +118,8 @@ pub fn checkout(tree: &Tree, work: &Path, state_dir: &Path) -> Result<usize, Sou
     let bytes = serde_json::to_vec(&next).expect("state serialises");
     let tmp = state_dir.join(format!("{STATE_FILE}.tmp"));
     fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    fs::rename(&tmp, &state_path).map_err(io(&state_path))?;
+    // Durable: a crash must not leave a state naming files the work dir does not have.
+    crate::fs::rename_durable(&tmp, &state_path).map_err(from_fs)?;
     Ok(written)
 }
 
@@ -160,7 +161,11 @@ pub fn record_mtimes<'a>(
         move |source| SourceError::Io { path, source }
     };
     fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    fs::rename(&tmp, &state_path).map_err(io(&state_path))
+    crate::fs::rename_durable(&tmp, &state_path).map_err(from_fs)
+}
+
+fn from_fs(err: crate::fs::FsError) -> SourceError {
+    SourceError::Io { path: err.path, source: err.source }
 }
 
 /// Size and mtime of a file or symlink (not followed), if it exists.

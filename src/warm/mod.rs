@@ -18,7 +18,7 @@ use std::path::Path;
 
 use crate::cache::{ArtifactStore, LocalCache};
 use crate::cli::WarmArgs;
-use crate::plan::PlannedTarget;
+use crate::engine::plan::PlannedTarget;
 use crate::report::{Reporter, human_bytes, human_duration};
 use crate::source::Tree;
 use snapshot::{Restored, Saved, SnapshotKeys};
@@ -55,9 +55,10 @@ impl WarmState {
         let profiles = profiles.into_iter().collect::<Vec<_>>().join(",");
         let triple = std::env::var("CARGO_BUILD_TARGET")
             .unwrap_or_else(|_| format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS));
+        let keep = prune::WhatToKeep { incremental: args.warm_state_incremental };
         let lock = tree.read("Cargo.lock").map(|b| blake3::hash(&b).to_hex().to_string()).unwrap_or_default();
         Some(WarmState {
-            keys: SnapshotKeys::new(&toolchain, &triple, &profiles, &lock, crate::cache::now_secs() / 86_400),
+            keys: SnapshotKeys::new(&toolchain, &triple, &profiles, &lock, crate::cache::now_secs() / 86_400, keep),
             toolchain,
             max_size: args.warm_state_max_size,
             restored_exact: false,

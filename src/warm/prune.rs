@@ -1,5 +1,7 @@
 //! Which files of a cargo target dir go into a snapshot, pruned the way Swatinem/rust-cache
-//! prunes: no `incremental/` (big, and useless to a non-incremental CI build), no outputs
+//! prunes: no `incremental/` (big, and useless to a non-incremental CI build; kept on request,
+//! [`WhatToKeep`]), no split-debuginfo `deps/*.dwo` (a debugger's; cargo never checks them:
+//! BENCHMARKS.md, warm state on tasker-core), no outputs
 //! uplifted into the profile dir (hard links of files in `deps/`, which cargo links again
 //! for fresh units), and no units this build did not use (artifacts of older commits and
 //! older dependency versions, which would otherwise pile up snapshot after snapshot).
@@ -70,8 +72,8 @@ pub fn mark(target: &Path) -> Mark {
 }
 
 /// The files of `target` for a snapshot (path relative to `target` -> file), pruned as the
-/// module says.
-pub fn select(target: &Path, mark: Mark) -> BTreeMap<String, Picked> {
+/// module says, keeping what `keep` asks for besides.
+pub fn select(target: &Path, mark: Mark, keep: WhatToKeep) -> BTreeMap<String, Picked> {
     let mut stale_hashes: BTreeSet<String> = BTreeSet::new();
     let mut profile_dirs = Vec::new();
     for dir in fingerprint_dirs(target) {
@@ -90,7 +92,9 @@ pub fn select(target: &Path, mark: Mark) -> BTreeMap<String, Picked> {
         let in_profile = e.path().parent().is_some_and(|p| profile_dirs.iter().any(|d| d == p));
         let name = e.file_name().to_str().unwrap_or_default();
         // Uplifted outputs and incremental state sit right in a profile dir.
-        !(in_profile && (name == "incremental" || !e.file_type().is_dir())) && !is_stale(name, &stale_hashes)
+        let pruned_here = !e.file_type().is_dir() || (name == "incremental" && !keep.incremental);
+        let dropped = (in_profile && pruned_here) || is_stale(name, &stale_hashes) || is_split_debuginfo(e.path());
+        !dropped
     }) {
         let Ok(entry) = entry else { continue };
         if !entry.file_type().is_file() {
@@ -116,6 +120,21 @@ pub fn select(target: &Path, mark: Mark) -> BTreeMap<String, Picked> {
         picked.remove(&rel);
     }
     picked
+}
+
+/// What [`select`] keeps beyond the units' outputs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WhatToKeep {
+    /// rustc's incremental state, `<profile>/incremental/<crate>-<hash>/`: useful only where
+    /// the work dir is at the snapshot's path (rustc keys it by absolute source paths).
+    pub incremental: bool,
+}
+
+/// A split-debuginfo object in `deps/` (`split-debuginfo = "unpacked"`): only a debugger
+/// reads it, cargo's fingerprints never name it, so a unit without it is still fresh. The
+/// copies rustc keeps in `incremental/` stay (work products it links back into `deps/`).
+fn is_split_debuginfo(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "dwo") && path.parent().and_then(Path::file_name).is_some_and(|d| d == "deps")
 }
 
 /// `name` (a unit dir `pkg-<hash>` or a file `libcrate-<hash>.rlib`, `crate-<hash>.d`)
@@ -193,6 +212,8 @@ mod tests {
             "debug/build/script-cccc/build_script_build-cccc",
             "debug/build/lone-dddd/build-script-build",
             "debug/incremental/used-aaaa/x.bin",
+            "debug/incremental/used-aaaa/s-1-a/cgu.dwo",
+            "debug/deps/used-aaaa.used.1234-cgu.0.rcgu.dwo",
             "debug/tasker-ctl",
         ] {
             fs::create_dir_all(t.join(file).parent().unwrap()).unwrap();
@@ -202,7 +223,7 @@ mod tests {
         let mark = mark(t);
         // What cargo's freshness check does to a fingerprint it uses: reads it.
         fs::read(t.join("debug/.fingerprint/used-aaaa/lib-used")).unwrap();
-        let picked: Vec<String> = select(t, mark).into_keys().collect();
+        let picked: Vec<String> = select(t, mark, WhatToKeep::default()).into_keys().collect();
         if mark.atime_works {
             assert_eq!(
                 picked,
@@ -218,5 +239,10 @@ mod tests {
         } else {
             assert_eq!(picked.len(), 7, "{picked:?}");
         }
+        // With incremental state: all of it, its split-debuginfo work products included.
+        let with = select(t, mark, WhatToKeep { incremental: true });
+        let incremental: Vec<&String> = with.keys().filter(|k| k.contains("/incremental/")).collect();
+        assert_eq!(incremental, ["debug/incremental/used-aaaa/s-1-a/cgu.dwo", "debug/incremental/used-aaaa/x.bin"]);
+        assert!(!with.keys().any(|k| k.starts_with("debug/deps/") && k.ends_with(".dwo")), "{with:?}");
     }
 }

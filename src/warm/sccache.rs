@@ -10,7 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cli::{RemoteArgs, SccacheMode};
+use crate::cache::remote::RemoteConfig;
+use crate::cli::SccacheMode;
 use crate::report::Reporter;
 
 /// How long the probe may take: starting the server may touch its storage.
@@ -18,7 +19,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The environment the builds get: `RUSTC_WRAPPER` and the sccache storage settings that
 /// follow from `--remote`, or nothing when sccache is off, absent or broken.
-pub fn build_env(mode: SccacheMode, remote: &RemoteArgs, reporter: &Reporter) -> BTreeMap<String, String> {
+pub fn build_env(mode: SccacheMode, remote: &RemoteConfig, reporter: &Reporter) -> BTreeMap<String, String> {
     if mode == SccacheMode::Never {
         return BTreeMap::new();
     }

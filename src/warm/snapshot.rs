@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::mtime;
-use super::prune::{self, Mark};
+use super::prune::{self, Mark, WhatToKeep};
 use crate::cache::{
     ActionRecord, ArtifactStore, AtomicFile, CacheError, RECORD_FORMAT, UnpackLimits, now_secs, pack, unpack,
 };
@@ -34,22 +34,25 @@ const MANIFEST_FORMAT: u32 = 1;
 /// How many days back a restore looks for a "latest" alias.
 pub const LOOKBACK_DAYS: u64 = 14;
 
-/// The two keys a snapshot is stored under.
+/// The two keys a snapshot is stored under, and what a snapshot under them holds (part of
+/// the keys: a machine that wants incremental state does not restore a snapshot without it).
 #[derive(Debug, Clone)]
 pub struct SnapshotKeys {
     pub exact: String,
     /// The day aliases, today's first.
     pub latest: Vec<String>,
+    pub keep: WhatToKeep,
 }
 
 impl SnapshotKeys {
     /// `toolchain`: the cargo and rustc fingerprints; `profiles`: the cargo profiles built
     /// (e.g. `debug`); `lock`: digest of Cargo.lock (empty without one); `day`: days since
-    /// the epoch, UTC.
-    pub fn new(toolchain: &str, triple: &str, profiles: &str, lock: &str, day: u64) -> SnapshotKeys {
+    /// the epoch, UTC. Without incremental state the keys are those of older tbuilds.
+    pub fn new(toolchain: &str, triple: &str, profiles: &str, lock: &str, day: u64, keep: WhatToKeep) -> SnapshotKeys {
         let hash = |parts: &[&str]| {
             let mut hasher = blake3::Hasher::new();
-            for part in parts {
+            let with = keep.incremental.then_some("with incremental");
+            for part in parts.iter().chain(&with) {
                 hasher.update(part.as_bytes());
                 hasher.update(b"\n");
             }
@@ -62,6 +65,7 @@ impl SnapshotKeys {
                     hash(&["tbuild warm-state-latest 1", toolchain, triple, profiles, &(day - back).to_string()])
                 })
                 .collect(),
+            keep,
         }
     }
 }
@@ -107,7 +111,7 @@ pub fn save(
     max_size: u64,
 ) -> Result<Saved, CacheError> {
     let started = Instant::now();
-    let picked = prune::select(target, mark);
+    let picked = prune::select(target, mark, keys.keep);
     let size: u64 = picked.values().map(|p| p.size).sum();
     if size > max_size {
         return Ok(Saved::TooBig { size });
@@ -263,18 +267,27 @@ mod tests {
 
     #[test]
     fn keys_separate_what_cargo_cannot_share_and_aliases_go_back_by_day() {
-        let keys = SnapshotKeys::new("rustc: 1.90", "x86_64-linux", "debug", "lock-a", 20_000);
+        let none = WhatToKeep::default();
+        let keys = SnapshotKeys::new("rustc: 1.90", "x86_64-linux", "debug", "lock-a", 20_000, none);
         assert_eq!(keys.latest.len(), LOOKBACK_DAYS as usize + 1);
-        let yesterday = SnapshotKeys::new("rustc: 1.90", "x86_64-linux", "debug", "lock-a", 19_999);
+        let yesterday = SnapshotKeys::new("rustc: 1.90", "x86_64-linux", "debug", "lock-a", 19_999, none);
         assert_eq!(keys.latest[1], yesterday.latest[0]);
         assert_eq!(keys.exact, yesterday.exact, "the exact key does not age");
-        let other_lock = SnapshotKeys::new("rustc: 1.90", "x86_64-linux", "debug", "lock-b", 20_000);
+        let other_lock = SnapshotKeys::new("rustc: 1.90", "x86_64-linux", "debug", "lock-b", 20_000, none);
         assert_ne!(keys.exact, other_lock.exact);
         assert_eq!(keys.latest, other_lock.latest, "a new Cargo.lock finds the nearest snapshot");
         for other in [
-            SnapshotKeys::new("rustc: 1.91", "x86_64-linux", "debug", "lock-a", 20_000),
-            SnapshotKeys::new("rustc: 1.90", "aarch64-linux", "debug", "lock-a", 20_000),
-            SnapshotKeys::new("rustc: 1.90", "x86_64-linux", "release", "lock-a", 20_000),
+            SnapshotKeys::new("rustc: 1.91", "x86_64-linux", "debug", "lock-a", 20_000, none),
+            SnapshotKeys::new("rustc: 1.90", "aarch64-linux", "debug", "lock-a", 20_000, none),
+            SnapshotKeys::new("rustc: 1.90", "x86_64-linux", "release", "lock-a", 20_000, none),
+            SnapshotKeys::new(
+                "rustc: 1.90",
+                "x86_64-linux",
+                "debug",
+                "lock-a",
+                20_000,
+                WhatToKeep { incremental: true },
+            ),
         ] {
             assert_ne!(keys.exact, other.exact);
             assert_ne!(keys.latest[0], other.latest[0]);

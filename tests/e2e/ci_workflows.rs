@@ -362,17 +362,17 @@ fn upstream_guard_opens_no_issue_when_the_check_produced_no_report() {
     assert!(String::from_utf8_lossy(&refused.stdout).contains("no report body"));
     assert!(!gh_log.exists(), "gh was not called: {:?}", std::fs::read_to_string(&gh_log));
 
-    // A lookup failed (exit 10) but the report exists: it is the issue's body.
+    // A lookup failed (exit 11) but the report exists: it is the issue's body.
     std::fs::remove_file(&outputs).unwrap();
     fake(
         dir.path(),
         "tbuild",
-        "printf 'updates-available=true\\nworst-severity=error\\nfailed=1\\nbody<<EOF\\n## report\\nEOF\\n' >> \"$GITHUB_OUTPUT\"; exit 10",
+        "printf 'updates-available=true\\nworst-severity=error\\nfailed=1\\nbody<<EOF\\n## report\\nEOF\\n' >> \"$GITHUB_OUTPUT\"; exit 11",
     );
     let reported = run_step(check, dir.path(), &[out_env, ("VERSIONS", "v.json")]);
     assert_eq!(reported.status.code(), Some(0), "{}", String::from_utf8_lossy(&reported.stderr));
     let written = outputs_of(&outputs);
-    assert_eq!((written["report"].as_str(), written["status"].as_str()), ("true", "10"));
+    assert_eq!((written["report"].as_str(), written["status"].as_str()), ("true", "11"));
     let edited = run_step(issue, dir.path(), &[("BODY", &written["body"]), ("WORST", &written["worst-severity"])]);
     assert!(edited.status.success(), "{}", String::from_utf8_lossy(&edited.stderr));
     let calls = std::fs::read_to_string(&gh_log).unwrap();

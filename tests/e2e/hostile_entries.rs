@@ -17,7 +17,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -126,7 +126,7 @@ fn plant_local(cache: &Path, key: &str, archive: &[u8], record: &Value) {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// `hmac-sha256:` over the remote record as cache-layout.md describes it.
@@ -137,7 +137,7 @@ fn sign(signing_key: &str, record: &Value, archive_sha256: &str) -> String {
     mac.update(b"\0");
     mac.update(&serde_json::to_vec(record).unwrap());
     let tag = mac.finalize().into_bytes();
-    format!("hmac-sha256:{}", tag.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("hmac-sha256:{}", hex::encode(tag))
 }
 
 fn plant_remote(nginx: &Nginx, key: &str, archive: &[u8], record: &Value, signing_key: &str) {

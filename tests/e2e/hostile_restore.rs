@@ -291,7 +291,7 @@ fn hostile_remote_entries_are_refused_in_every_link_mode_and_repaired() {
             let what = format!("{}, {mode}, remote", case.name);
             // Only the remote has the key: the planted entry is what a lookup finds.
             fs::remove_file(action_path(&cache_root, &key)).unwrap();
-            let sha256 = format!("{:x}", sha2::Sha256::digest(case.archive.as_deref().unwrap_or_default()));
+            let sha256 = hex::encode(sha2::Sha256::digest(case.archive.as_deref().unwrap_or_default()));
             let remote = json!({"format": 1, "record": case.record, "archive_sha256": sha256});
             fs::write(nginx.data.join("cache/ac").join(&key), serde_json::to_vec(&remote).unwrap()).unwrap();
             if let Some(archive) = &case.archive {

@@ -7,6 +7,7 @@ mod affected;
 mod bundles;
 mod ci_restore;
 mod ci_workflows;
+mod cli;
 mod config;
 mod engine;
 mod error_table;

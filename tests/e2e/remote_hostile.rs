@@ -45,7 +45,7 @@ pub(crate) fn core_command(
 fn poison(nginx: &Nginx, archive: &[u8], files: Option<Value>) {
     let ac = &nginx.objects("ac")[0];
     let mut remote: Value = serde_json::from_slice(&std::fs::read(ac).unwrap()).unwrap();
-    let sha256 = format!("{:x}", sha2::Sha256::digest(archive));
+    let sha256 = hex::encode(sha2::Sha256::digest(archive));
     let record = &mut remote["record"];
     record["artifact_digest"] = blake3::hash(archive).to_hex().to_string().into();
     record["artifact_size"] = archive.len().into();

@@ -53,6 +53,8 @@ fn a_snapshot_through_the_remote_makes_a_fresh_machine_compile_only_what_changed
     assert!(a.contains("no snapshot for this toolchain yet"), "{a}");
     assert!(a.contains("warm state: snapshot saved"), "{a}");
     assert!(compiled(&world, "cache-a").contains_key("itoa"), "A compiles everything");
+    let files = snapshot_files(&world.dir.path().join("cache-a"));
+    assert!(!files.iter().any(|f| f.contains("/incremental/")), "no incremental state unless asked: {files:?}");
 
     // Without a snapshot, a fresh machine compiles every crate for ctl-only.
     core(&world, "cache-cold", "ctl-only", &["--sccache", "never"], &[]);
@@ -284,4 +286,66 @@ fn a_working_sccache_wraps_rustc_with_the_remote_mapped_onto_its_storage() {
     let calls = std::fs::read_to_string(calls).unwrap();
     assert!(calls.lines().any(|l| l.contains("--crate-name tasker_ctl")), "{calls}");
     assert!(calls.lines().all(|l| l.starts_with("bucket=bucket prefix=ci/sccache ")), "{calls}");
+}
+
+#[test]
+fn incremental_state_goes_into_a_snapshot_on_request_and_split_debuginfo_never_does() {
+    let world = World::new();
+    let nginx = Nginx::start(&world.dir.path().join("nginx"));
+    let url = nginx.url();
+    let warm = ["--warm-state", "--warm-state-incremental", "--remote", url.as_str(), "--sccache", "never"];
+    // As tasker-core's Cargo.toml sets it: a `.dwo` beside every object in deps/.
+    let env = [("CARGO_PROFILE_DEV_SPLIT_DEBUGINFO", "unpacked")];
+    let [path, aside_a, aside_b] = ["cache", "cache-a", "cache-b"].map(|c| world.dir.path().join(c));
+
+    // Machine A builds base and saves a snapshot with rustc's incremental state.
+    let a = core(&world, "cache", "base", &warm, &env);
+    assert!(a.contains("warm state: snapshot saved"), "{a}");
+    assert!(!target_files(&path, "debug/deps", ".dwo").is_empty(), "A's build wrote split debuginfo");
+    let files = snapshot_files(&path);
+    assert!(files.iter().any(|f| f.starts_with("target/debug/incremental/tasker_shared-")), "{files:?}");
+    assert!(!files.iter().any(|f| f.starts_with("target/debug/deps/") && f.ends_with(".dwo")), "{files:?}");
+
+    // A fresh machine at the same cache dir path (as on CI runners) restores it and builds
+    // ctl-only: tasker-ctl alone compiles; tasker-shared's incremental state is there for
+    // its next edit, though tasker-shared did not compile here.
+    std::fs::rename(&path, &aside_a).unwrap();
+    let fresh = compiled_by(&world, "cache", || {
+        let b = core(&world, "cache", "ctl-only", &warm, &env);
+        assert!(b.contains("warm state: restored the exact snapshot"), "{b}");
+    });
+    assert_eq!(fresh, BTreeMap::from([("tasker-ctl".to_string(), 1)]));
+    let incremental = target_files(&path, "debug/incremental", "");
+    assert!(incremental.iter().any(|d| d.starts_with("tasker_shared-")), "{incremental:?}");
+    let dwo = target_files(&path, "debug/deps", ".dwo");
+    assert!(dwo.iter().all(|f| f.starts_with("tasker_ctl-")), "only the crate compiled here has them: {dwo:?}");
+
+    // The same machine, same commit: the same list.
+    std::fs::rename(&path, &aside_b).unwrap();
+    std::fs::rename(&aside_a, &path).unwrap();
+    let same_machine = compiled_by(&world, "cache", || {
+        core(&world, "cache", "ctl-only", &["--warm-state", "--warm-state-incremental", "--sccache", "never"], &env);
+    });
+    assert_eq!(fresh, same_machine);
+}
+
+/// The paths in the warm-state snapshot of cache dir `cache` (both keys name one archive).
+fn snapshot_files(cache: &std::path::Path) -> Vec<String> {
+    let snapshot = records(cache).into_iter().find(|r| r["target"] == "warm-state").expect("a snapshot");
+    snapshot["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_string()).collect()
+}
+
+/// Names in `<cargo target dir>/<dir>` of cache dir `cache` that end with `suffix`.
+fn target_files(cache: &std::path::Path, dir: &str, suffix: &str) -> Vec<String> {
+    let repos = std::fs::read_dir(cache.join("repos")).unwrap().map(|e| e.unwrap().path());
+    let mut names = Vec::new();
+    for repo in repos {
+        for entry in std::fs::read_dir(repo.join("cargo-target").join(dir)).into_iter().flatten() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.ends_with(suffix) {
+                names.push(name);
+            }
+        }
+    }
+    names
 }

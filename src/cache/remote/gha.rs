@@ -55,7 +55,7 @@ action does) or use another --remote"
                     .into(),
             );
         };
-        let version = hex(&Sha256::digest(format!("tbuild remote format {REMOTE_FORMAT}")));
+        let version = hex::encode(Sha256::digest(format!("tbuild remote format {REMOTE_FORMAT}")));
         Ok(GhaBackend {
             net,
             service: service.trim_end_matches('/').to_string(),
@@ -116,10 +116,6 @@ action does) or use another --remote"
 
 fn str_field<'v>(value: &'v Value, name: &str) -> Option<&'v str> {
     value.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl super::RemoteBackend for GhaBackend {

@@ -29,7 +29,20 @@ use std::time::Duration;
 pub use signing::{REMOTE_FORMAT, RemoteRecord, Signer};
 pub use tiered::{RemoteSummary, TieredStore, Uploader};
 
-use crate::cli::RemoteArgs;
+/// The remote a run asks for (`--remote` and its flags, or the config file), as plain values.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteConfig {
+    /// `http(s)://...`, `s3://bucket/prefix` or `gha`; `None` or empty: no remote.
+    pub remote: Option<String>,
+    /// An S3-compatible endpoint (path-style); `None`: AWS S3 in `AWS_REGION`.
+    pub s3_endpoint: Option<String>,
+    /// A remote that fails is an error instead of a warning.
+    pub remote_required: bool,
+    /// Restore from the remote but never upload.
+    pub remote_read_only: bool,
+    /// Seconds a remote may stay silent before a request is abandoned.
+    pub remote_timeout: u64,
+}
 
 /// A boxed future, so that [`RemoteBackend`] stays object-safe without a macro crate.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -121,7 +134,7 @@ impl RemoteError {
     pub fn retryable(&self) -> bool {
         match self {
             RemoteError::Connect { .. } => true,
-            RemoteError::Status { status, .. } => *status == 429 || *status >= 500,
+            RemoteError::Status { status, .. } => crate::http::retryable_status(*status),
             RemoteError::Timeout { .. } | RemoteError::Garbage { .. } | RemoteError::Local { .. } => false,
         }
     }
@@ -142,7 +155,7 @@ pub struct Remote {
 
 /// The remote that `args` ask for, or `None` (no `--remote`, or `--offline`). A URL that
 /// cannot work (unknown scheme, missing credentials) is a usage error naming the fix.
-pub fn open(args: &RemoteArgs, offline: bool) -> Result<Option<Remote>, String> {
+pub fn open(args: &RemoteConfig, offline: bool) -> Result<Option<Remote>, String> {
     let Some(url) = args.remote.as_deref().filter(|u| !u.is_empty()) else {
         if args.remote_required {
             return Err("--remote-required needs a remote: pass --remote URL or set TBUILD_REMOTE".into());

@@ -6,11 +6,11 @@
 //! `--remote-required` the first failed operation is an error instead.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::RemoteError;
-use crate::report::Reporter;
+use crate::cache::Warn;
 
 /// Attempts per operation while its errors are retryable.
 const MAX_ATTEMPTS: u32 = 4;
@@ -22,7 +22,7 @@ pub const TRIP_AFTER: u32 = 3;
 pub struct Policy {
     remote: String,
     required: bool,
-    reporter: Arc<Reporter>,
+    warn: Warn,
     state: Mutex<State>,
 }
 
@@ -35,14 +35,14 @@ struct State {
 }
 
 impl Policy {
-    pub fn new(remote: String, required: bool, reporter: Arc<Reporter>) -> Policy {
-        Policy { remote, required, reporter, state: Mutex::new(State::default()) }
+    pub fn new(remote: String, required: bool, warn: Warn) -> Policy {
+        Policy { remote, required, warn, state: Mutex::new(State::default()) }
     }
 
     /// Whether the breaker has tripped.
     /// A warning about this remote that is not a failure (the run goes on as usual).
     pub fn warn(&self, message: &str) {
-        self.reporter.warn(&format!("remote cache {}: {message}", self.remote));
+        (self.warn)(&format!("remote cache {}: {message}", self.remote));
     }
 
     pub fn disabled(&self) -> bool {
@@ -93,7 +93,7 @@ impl Policy {
         }
         if !state.warned {
             state.warned = true;
-            self.reporter.warn(&format!(
+            (self.warn)(&format!(
                 "remote cache {} is not usable ({err}); continuing with the local cache \
 (the remote is skipped for the rest of the run after {TRIP_AFTER} failures in a row)",
                 self.remote
@@ -105,15 +105,10 @@ impl Policy {
     }
 }
 
-/// 250 ms, 500 ms, 1 s, ... with up to 50% jitter so that runners that failed together do
-/// not retry together; a server's `Retry-After` wins, within [`MAX_DELAY`].
+/// 250 ms, 500 ms, 1 s, ... with jitter; a server's `Retry-After` wins, within [`MAX_DELAY`]
+/// (see [`crate::http::Backoff`]).
 fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
-    if let Some(wait) = retry_after {
-        return wait.min(MAX_DELAY);
-    }
-    let base = BASE_DELAY.saturating_mul(1 << attempt.min(6)).min(MAX_DELAY);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    base + base.mul_f64(f64::from(nanos % 1000) / 2000.0)
+    crate::http::Backoff { base: BASE_DELAY, max: MAX_DELAY }.delay(attempt, retry_after)
 }
 
 #[cfg(test)]
@@ -121,7 +116,7 @@ mod tests {
     use super::*;
 
     fn policy(required: bool) -> Policy {
-        Policy::new("test".into(), required, Arc::new(Reporter::new(true)))
+        Policy::new("test".into(), required, std::sync::Arc::new(|_: &str| {}))
     }
 
     fn status(code: u16) -> RemoteError {

@@ -13,7 +13,7 @@
 //! does not know is dropped and cannot ride along unsigned, and a field it knows cannot be
 //! changed without breaking the signature.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -67,7 +67,7 @@ impl Signer {
     /// The signature of `record` stored with an archive of sha256 `archive_sha256`.
     pub fn sign(&self, record: &ActionRecord, archive_sha256: &str) -> String {
         let tag = self.mac(record, archive_sha256).finalize().into_bytes();
-        format!("{SIGNATURE_PREFIX}{}", tag.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        format!("{SIGNATURE_PREFIX}{}", hex::encode(tag))
     }
 
     /// Why `remote` must be refused, if it must.
@@ -90,7 +90,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if text.len() != 64 {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    hex::decode(text).ok()
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! from the local store. New entries are uploaded in the background, a few at a time, while
 //! the run goes on; [`TieredStore::finish`] waits for them before the run ends.
 //!
-//! The remote runs on a small runtime of its own: lookups block on it from the run's
-//! thread, uploads are spawned onto it from the build tasks.
+//! The remote runs on the process's runtime (owned by the command layer, handed in as a
+//! [`Handle`]): lookups block on it from the run's thread, uploads are spawned onto it from
+//! the build tasks.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -15,17 +16,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
-use tokio::runtime::{Handle, Runtime};
+use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::policy::{Policy, TRIP_AFTER};
-use super::{Object, Payload, REMOTE_FORMAT, Remote, RemoteError, RemoteRecord, Signer, Stored};
+use super::{Object, Payload, REMOTE_FORMAT, Remote, RemoteConfig, RemoteError, RemoteRecord, Signer, Stored};
+use crate::cache::Warn;
 use crate::cache::{
     ActionRecord, ArtifactStore, CacheError, CacheHit, CorruptEntry, HitSource, LocalCache, RECORD_FORMAT, admission,
 };
-use crate::cli::RemoteArgs;
-use crate::report::Reporter;
 
 /// A remote record is a few KiB; anything much larger is not one.
 const RECORD_LIMIT: u64 = 16 * 1024 * 1024;
@@ -35,7 +35,9 @@ const UPLOAD_CONCURRENCY: usize = 4;
 /// The local cache, with a remote under it when one is configured.
 pub struct TieredStore {
     local: LocalCache,
-    remote: Option<(Runtime, Arc<Shared>)>,
+    /// The process's runtime: the remote's I/O, and the builds (src/engine/build.rs).
+    runtime: Handle,
+    remote: Option<Arc<Shared>>,
 }
 
 struct Shared {
@@ -102,26 +104,22 @@ impl fmt::Display for RemoteSummary {
 }
 
 impl TieredStore {
-    /// The store `args` ask for. A remote that cannot be configured is an error naming the
-    /// fix (the caller reports it as a usage error); one that fails later is not.
+    /// The store `args` ask for, running on `runtime`; `warn` receives the remote's warnings.
+    /// A remote that cannot be configured is an error naming the fix (the caller reports it
+    /// as a usage error); one that fails later is not.
     pub fn open(
         local: &LocalCache,
-        args: &RemoteArgs,
+        args: &RemoteConfig,
         offline: bool,
-        reporter: Arc<Reporter>,
+        warn: Warn,
+        runtime: Handle,
     ) -> Result<TieredStore, String> {
         let Some(remote) = super::open(args, offline)? else {
-            return Ok(TieredStore { local: local.clone(), remote: None });
+            return Ok(TieredStore { local: local.clone(), runtime, remote: None });
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("tbuild-remote")
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the remote cache's runtime: {e}"))?;
         let name = remote.name.clone();
         let shared = Shared {
-            policy: Policy::new(name.clone(), args.remote_required, reporter),
+            policy: Policy::new(name.clone(), args.remote_required, warn),
             stats: Mutex::new(RemoteSummary {
                 remote: name.clone(),
                 read_only: args.remote_read_only,
@@ -141,13 +139,13 @@ impl TieredStore {
             uploads: Mutex::default(),
             errors: Mutex::default(),
         };
-        Ok(TieredStore { local: local.clone(), remote: Some((runtime, Arc::new(shared))) })
+        Ok(TieredStore { local: local.clone(), runtime, remote: Some(Arc::new(shared)) })
     }
 
     /// Sets `--max-entry-size` for downloads (the default is
     /// [`crate::cache::admission::DEFAULT_MAX_ENTRY_SIZE`]).
     pub fn set_max_entry_size(&self, max: u64) {
-        if let Some((_, shared)) = &self.remote {
+        if let Some(shared) = &self.remote {
             shared.max_entry_size.store(max, Ordering::Relaxed);
         }
     }
@@ -156,17 +154,22 @@ impl TieredStore {
         &self.local
     }
 
+    /// The runtime the store runs on, for the builds that store into it.
+    pub fn runtime(&self) -> &Handle {
+        &self.runtime
+    }
+
     /// A handle that build tasks use to upload what they stored.
     pub fn uploader(&self) -> Uploader {
-        Uploader { remote: self.remote.as_ref().map(|(runtime, shared)| (runtime.handle().clone(), shared.clone())) }
+        Uploader { remote: self.remote.as_ref().map(|shared| (self.runtime.clone(), shared.clone())) }
     }
 
     /// Waits for the uploads in flight; the run's remote summary, if there is a remote.
     /// With `--remote-required`, a failed upload is an error.
     pub fn finish(&self) -> Result<Option<RemoteSummary>, CacheError> {
-        let Some((runtime, shared)) = &self.remote else { return Ok(None) };
+        let Some(shared) = &self.remote else { return Ok(None) };
         let tasks = std::mem::take(&mut *shared.uploads.lock().expect("uploads lock"));
-        runtime.block_on(async {
+        self.runtime.block_on(async {
             for task in tasks {
                 // A panicking upload task is a bug, but never worth failing the run for.
                 let _ = task.await;
@@ -187,14 +190,14 @@ impl ArtifactStore for TieredStore {
         if let Some(hit) = self.local.get(key, on_corrupt)? {
             return Ok(Some(hit));
         }
-        let Some((runtime, shared)) = &self.remote else { return Ok(None) };
+        let Some(shared) = &self.remote else { return Ok(None) };
         if Handle::try_current().is_ok() {
-            // Blocking on the remote's runtime from inside another one would panic; no
+            // Blocking on the runtime from inside it would panic; no
             // caller does this today, and a miss is always a safe answer.
             tracing::debug!("remote lookup of {key} skipped: called from an async context");
             return Ok(None);
         }
-        runtime.block_on(shared.fetch(key, on_corrupt))
+        self.runtime.block_on(shared.fetch(key, on_corrupt))
     }
 
     fn put(&self, record: &ActionRecord, archive: &Path) -> Result<(), CacheError> {
@@ -205,7 +208,7 @@ impl ArtifactStore for TieredStore {
 
     fn invalidate(&self, key: &str, hostile_archive: Option<&str>) {
         self.local.invalidate(key, hostile_archive);
-        if let Some((_, shared)) = &self.remote {
+        if let Some(shared) = &self.remote {
             shared.refused_after_download(key);
         }
     }
@@ -455,7 +458,7 @@ fn digests(path: &Path) -> std::io::Result<(String, String, u64)> {
         blake3.update(&buf[..n]);
         size += n as u64;
     }
-    let sha256: String = sha256.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = hex::encode(sha256.finalize());
     Ok((sha256, blake3.finalize().to_hex().to_string(), size))
 }
 

@@ -41,6 +41,8 @@ struct Fixture {
     _dir: tempfile::TempDir,
     store: TieredStore,
     memory: Memory,
+    /// Dropped last: the store runs on it.
+    _runtime: tokio::runtime::Runtime,
 }
 
 fn fixture(signing_key: Option<&str>) -> Fixture {
@@ -48,11 +50,11 @@ fn fixture(signing_key: Option<&str>) -> Fixture {
     let local = LocalCache::open(dir.path()).unwrap();
     let memory = Memory::default();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let reporter = Arc::new(Reporter::new(true));
+    let warn: crate::cache::Warn = Arc::new(|_: &str| {});
     let shared = Shared {
         name: "memory".into(),
         remote: Remote { name: "memory".into(), backend: Box::new(memory.clone()) },
-        policy: Policy::new("memory".into(), false, reporter),
+        policy: Policy::new("memory".into(), false, warn),
         signer: signing_key.map(|k| Signer::from_bytes(k.as_bytes())),
         read_only: false,
         required: false,
@@ -66,7 +68,8 @@ fn fixture(signing_key: Option<&str>) -> Fixture {
         uploads: Mutex::default(),
         errors: Mutex::default(),
     };
-    Fixture { _dir: dir, store: TieredStore { local, remote: Some((runtime, Arc::new(shared))) }, memory }
+    let store = TieredStore { local, runtime: runtime.handle().clone(), remote: Some(Arc::new(shared)) };
+    Fixture { _dir: dir, store, memory, _runtime: runtime }
 }
 
 fn hex64(c: char) -> String {
@@ -75,7 +78,7 @@ fn hex64(c: char) -> String {
 
 /// Puts an entry for `key` with `archive` bytes into the remote, as an upload would.
 fn seed(f: &Fixture, key: &str, archive: &[u8], signer: Option<&Signer>) -> RemoteRecord {
-    let sha256: String = Sha256::digest(archive).iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = hex::encode(Sha256::digest(archive));
     let record = ActionRecord::for_test(key, archive);
     let signature = signer.map(|s| s.sign(&record, &sha256));
     let remote = RemoteRecord { format: REMOTE_FORMAT, record, archive_sha256: sha256.clone(), signature };

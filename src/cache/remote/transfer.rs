@@ -1,10 +1,13 @@
-//! HTTP plumbing shared by the backends: one client with timeouts, error classification,
+//! HTTP plumbing shared by the backends, on top of the crate's HTTP layer ([`crate::http`]:
+//! clients, failure classification, `Retry-After`): the remote's clients and timeouts,
 //! streaming a response into a file with a size limit, and a file as a request body.
 
 use std::path::Path;
 use std::time::Duration;
 
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
+
+use crate::http::{Timeouts, Transport};
 use tokio::io::AsyncWriteExt;
 
 use super::{Payload, RemoteError, RemoteResult};
@@ -26,9 +29,10 @@ pub struct Net {
 
 impl Net {
     pub fn new(timeout: Duration) -> reqwest::Result<Net> {
-        let builder =
-            || Client::builder().connect_timeout(timeout).user_agent(concat!("tbuild/", env!("CARGO_PKG_VERSION")));
-        Ok(Net { client: builder().read_timeout(timeout).build()?, uploads: builder().build()?, timeout })
+        let agent = concat!("tbuild/", env!("CARGO_PKG_VERSION"));
+        let idle = Timeouts { connect: timeout, read: Some(timeout), total: None };
+        let uploads = Timeouts { read: None, ..idle };
+        Ok(Net { client: crate::http::client(agent, idle)?, uploads: crate::http::client(agent, uploads)?, timeout })
     }
 
     /// How long an upload of `size` bytes may take: the timeout, plus the time it takes at
@@ -44,29 +48,17 @@ pub async fn send(what: &str, request: RequestBuilder, timeout: Duration) -> Rem
 }
 
 fn transport_error(what: &str, err: &reqwest::Error, timeout: Duration) -> RemoteError {
-    if err.is_timeout() {
-        return RemoteError::Timeout { what: what.into(), after: timeout };
+    match crate::http::transport(err) {
+        Transport::Timeout => RemoteError::Timeout { what: what.into(), after: timeout },
+        Transport::Failed(message) => RemoteError::Connect { what: what.into(), message },
     }
-    // reqwest's own message is "error sending request"; the cause says what happened.
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        message = cause.to_string();
-        source = cause.source();
-    }
-    RemoteError::Connect { what: what.into(), message }
 }
 
 /// An error for a status the caller does not handle itself; a short body is kept, since
 /// servers put the reason there (S3's XML error code, Twirp's `msg`).
 pub async fn status_error(what: &str, response: Response) -> RemoteError {
     let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = crate::http::retry_after(response.headers());
     let body = response.text().await.unwrap_or_default();
     let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect();
     RemoteError::Status { what: what.into(), status, body, retry_after }

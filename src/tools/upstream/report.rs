@@ -193,7 +193,7 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::{Ecosystem, LookupError, Pin, Release, assess};
+    use crate::tools::upstream::{Ecosystem, LookupError, Pin, Release, assess};
 
     fn row(ecosystem: Ecosystem, pinned: &str, published: &[&str]) -> PackageReport {
         let releases = published

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{CacheError, LocalCache, write_atomic};
-use crate::publish::{Durations, MANIFEST, Manifest, Status};
+use crate::engine::publish::{Durations, MANIFEST, Manifest, Status};
 
 const FORMAT: u32 = 1;
 
@@ -176,7 +176,7 @@ fn walk(root: &Path, dir: &Path, entries: &mut BTreeMap<String, EntryStat>) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::{Durations, TargetReport};
+    use crate::engine::publish::{Durations, TargetReport};
 
     fn publish(out: &Path) -> BTreeMap<String, String> {
         fs::create_dir_all(out.join("bin")).unwrap();

@@ -195,17 +195,6 @@ pub enum AffectedError {
     },
 }
 
-impl AffectedError {
-    pub fn exit_code(&self) -> i32 {
-        use crate::error::exit;
-        match self {
-            AffectedError::Git { .. } => exit::SOURCE,
-            AffectedError::Rules { .. } => exit::USAGE,
-            AffectedError::Output { .. } => exit::INTERNAL,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

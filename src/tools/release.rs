@@ -24,7 +24,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::cache::ArchiveFile;
-use crate::publish::{Durations, Manifest, PublishError, Staging, Status, TargetReport};
+use crate::engine::publish::{Durations, Manifest, PublishError, Staging, Status, TargetReport};
 
 /// Checksum files tbuild reads (compared case-insensitively).
 const CHECKSUM_FILES: [&str; 4] = ["sha256sums", "sha256sums.txt", "checksums.txt", "checksums.sha256"];
@@ -104,12 +104,13 @@ impl GitHub {
         if !valid {
             return Err(ReleaseError::BadRepo { repo: repo.into() });
         }
-        let http = reqwest::Client::builder()
-            .user_agent(crate::upstream::registry::user_agent())
-            .connect_timeout(Duration::from_secs(20))
-            .read_timeout(Duration::from_secs(60))
-            .build()
-            .expect("an HTTP client with rustls");
+        let timeouts = crate::http::Timeouts {
+            connect: Duration::from_secs(20),
+            read: Some(Duration::from_secs(60)),
+            total: None,
+        };
+        let agent = crate::tools::upstream::registry::user_agent();
+        let http = crate::http::client(&agent, timeouts).expect("an HTTP client with rustls");
         let token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty());
         Ok(GitHub { http, api: api.trim_end_matches('/').to_string(), repo: repo.to_string(), token })
     }
@@ -122,7 +123,12 @@ impl GitHub {
         request
     }
 
+    /// `GET` of an API document, retried while it fails transiently ([`retried`]).
     async fn json<T: serde::de::DeserializeOwned>(&self, path: &str, what: &str) -> Result<T, ReleaseError> {
+        retried(|| self.json_once(path, what)).await
+    }
+
+    async fn json_once<T: serde::de::DeserializeOwned>(&self, path: &str, what: &str) -> Result<T, ReleaseError> {
         let url = format!("{}/repos/{}/{path}", self.api, self.repo);
         let response = self.get(&url, "application/vnd.github+json").send().await.map_err(network(&url))?;
         let status = response.status();
@@ -130,11 +136,18 @@ impl GitHub {
             return Err(ReleaseError::NotFound { what: what.to_string(), repo: self.repo.clone(), url });
         }
         if !status.is_success() {
+            let retry_after = crate::http::retry_after(response.headers());
             let body = response.text().await.unwrap_or_default();
-            return Err(ReleaseError::Api { url, status: status.as_u16(), body: body.chars().take(300).collect() });
+            let body = body.chars().take(300).collect();
+            return Err(ReleaseError::Api { url, status: status.as_u16(), body, retry_after });
         }
         let bytes = response.bytes().await.map_err(network(&url))?;
-        serde_json::from_slice(&bytes).map_err(|e| ReleaseError::Api { url, status: 200, body: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| ReleaseError::Api {
+            url,
+            status: 200,
+            body: e.to_string(),
+            retry_after: None,
+        })
     }
 
     pub async fn release(&self, tag: &str) -> Result<ReleaseInfo, ReleaseError> {
@@ -170,13 +183,19 @@ impl GitHub {
     }
 
     /// Streams an asset into `dest`, returning its sha256 (to verify) and blake3 (for the
-    /// manifest, like every digest tbuild records) and its size.
+    /// manifest, like every digest tbuild records) and its size; retried from the start
+    /// while it fails transiently ([`retried`]).
     async fn download(&self, asset: &Asset, dest: &Path) -> Result<(String, String, u64), ReleaseError> {
+        retried(|| self.download_once(asset, dest)).await
+    }
+
+    async fn download_once(&self, asset: &Asset, dest: &Path) -> Result<(String, String, u64), ReleaseError> {
         let url = &asset.url;
         let mut response = self.get(url, "application/octet-stream").send().await.map_err(network(url))?;
         if !response.status().is_success() {
-            let status = response.status().as_u16();
-            return Err(ReleaseError::Api { url: url.clone(), status, body: format!("downloading {}", asset.name) });
+            let (status, retry_after) = (response.status().as_u16(), crate::http::retry_after(response.headers()));
+            let body = format!("downloading {}", asset.name);
+            return Err(ReleaseError::Api { url: url.clone(), status, body, retry_after });
         }
         let io = |source| ReleaseError::Io { path: dest.to_path_buf(), source };
         std::fs::create_dir_all(dest.parent().expect("asset paths have a parent")).map_err(io)?;
@@ -189,19 +208,33 @@ impl GitHub {
             file.write_all(&chunk).map_err(io)?;
         }
         file.sync_all().map_err(io)?;
-        Ok((hex(&sha256.finalize()), blake3.finalize().to_hex().to_string(), size))
+        Ok((hex::encode(sha256.finalize()), blake3.finalize().to_hex().to_string(), size))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn network(url: &str) -> impl Fn(reqwest::Error) -> ReleaseError + '_ {
-    move |e| ReleaseError::Network {
-        url: url.to_string(),
-        reason: crate::upstream::registry::error_chain(&e.without_url()),
-    }
+    move |e| ReleaseError::Network { url: url.to_string(), reason: crate::http::error_chain(&e.without_url()) }
+}
+
+/// Attempts at a GitHub request, and how they back off (jitter, `Retry-After`).
+const ATTEMPTS: u32 = 3;
+const BACKOFF: crate::http::Backoff =
+    crate::http::Backoff { base: Duration::from_millis(250), max: Duration::from_secs(10) };
+
+/// `op` retried while it fails transiently: the network, or a status that says "later".
+async fn retried<T, Fut: std::future::Future<Output = Result<T, ReleaseError>>>(
+    op: impl FnMut() -> Fut,
+) -> Result<T, ReleaseError> {
+    let transient = |err: &ReleaseError| match err {
+        ReleaseError::Network { .. } => true,
+        ReleaseError::Api { status, .. } => crate::http::retryable_status(*status),
+        _ => false,
+    };
+    let wait = |err: &ReleaseError| match err {
+        ReleaseError::Api { retry_after, .. } => *retry_after,
+        _ => None,
+    };
+    crate::http::retry(ATTEMPTS, BACKOFF, op, transient, wait).await
 }
 
 /// What a download produced.
@@ -356,7 +389,7 @@ pub enum ReleaseError {
     #[error("{what} not found in {repo} ({url}); check the tag, and GITHUB_TOKEN for a private repository")]
     NotFound { what: String, repo: String, url: String },
     #[error("GitHub API {url} answered {status}: {body}")]
-    Api { url: String, status: u16, body: String },
+    Api { url: String, status: u16, body: String, retry_after: Option<Duration> },
     #[error("cannot reach {url}: {reason}")]
     Network { url: String, reason: String },
     #[error("no asset of release {tag} matches '{patterns}' (assets: {available})")]
@@ -375,18 +408,6 @@ pub enum ReleaseError {
         #[source]
         source: std::io::Error,
     },
-}
-
-impl ReleaseError {
-    pub fn exit_code(&self) -> i32 {
-        use crate::error::exit;
-        match self {
-            ReleaseError::BadRepo { .. } | ReleaseError::BadPattern { .. } => exit::USAGE,
-            ReleaseError::Publish(_) => exit::OUTPUT,
-            ReleaseError::Io { .. } => exit::INTERNAL,
-            _ => exit::REMOTE,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::ArchiveFile;
+use crate::cache::{ArchiveFile, LocalCache};
+use crate::error::Error;
 
 pub const MANIFEST: &str = "manifest.json";
 
@@ -197,5 +198,47 @@ impl PublishError {
     fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> PublishError {
         let path = path.into();
         move |source| PublishError::Io { path, source }
+    }
+}
+
+/// Refuses an `--out` inside the cache dir (the cache's temp sweep, `gc` or `clean` would
+/// delete it) or one holding the cache dir (publishing replaces `--out` as a whole).
+pub fn check_out_outside_cache(out: &Path, cache: &LocalCache) -> Result<(), Error> {
+    let (out_abs, cache_abs) = (resolved(out), resolved(cache.root()));
+    if out_abs.starts_with(&cache_abs) {
+        return Err(Error::Usage(format!(
+            "--out {} is inside the cache dir {}, whose maintenance (temp sweeps, gc, clean) would delete it; \
+             pick an --out outside the cache dir",
+            out.display(),
+            cache_abs.display()
+        )));
+    }
+    if cache_abs.starts_with(&out_abs) {
+        return Err(Error::Usage(format!(
+            "--out {} holds the cache dir {}, and publishing replaces --out as a whole; \
+             pick an --out that does not contain the cache dir",
+            out.display(),
+            cache_abs.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `path` made absolute with its links resolved, as far as it exists (the rest appended).
+fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |acc: PathBuf, part| acc.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
     }
 }

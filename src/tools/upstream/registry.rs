@@ -1,5 +1,6 @@
 //! The four registries: where a package's version list lives, how to read it, and an HTTP
-//! client that asks them all at once with timeouts and retries.
+//! client that asks them all at once with timeouts and retries (with jitter and
+//! `Retry-After`, from [`crate::http`]).
 //!
 //! - crates.io: the sparse index cargo reads (`<base>/<prefix>/<name>`), one JSON object per
 //!   published version with `vers` and `yanked`.
@@ -151,7 +152,7 @@ pub enum LookupError {
     #[error("timed out after {secs}s ({url})")]
     Timeout { url: String, secs: u64 },
     #[error("HTTP {status} from {url}")]
-    Status { url: String, status: u16 },
+    Status { url: String, status: u16, retry_after: Option<Duration> },
     #[error("{url}: {reason}")]
     Network { url: String, reason: String },
     #[error("{url}: {reason}")]
@@ -163,7 +164,7 @@ impl LookupError {
     fn transient(&self) -> bool {
         match self {
             LookupError::Timeout { .. } | LookupError::Network { .. } => true,
-            LookupError::Status { status, .. } => *status == 429 || *status >= 500,
+            LookupError::Status { status, .. } => crate::http::retryable_status(*status),
             LookupError::NotFound { .. } | LookupError::BadResponse { .. } => false,
         }
     }
@@ -182,28 +183,25 @@ impl LookupError {
 
 /// `tbuild/<version> (+<repository>)`: registries ask clients to say who they are.
 pub fn user_agent() -> String {
-    format!("tbuild/{} (+{})", env!("CARGO_PKG_VERSION"), crate::upstream::PROJECT_URL)
+    format!("tbuild/{} (+{})", env!("CARGO_PKG_VERSION"), crate::tools::upstream::PROJECT_URL)
 }
 
 /// Asks registries for version lists: one HTTP client, per-request timeout, retries of
-/// transient failures with exponential backoff.
+/// transient failures with exponential backoff, jitter and `Retry-After`.
 pub struct RegistryClient {
     http: reqwest::Client,
     urls: BTreeMap<Registry, String>,
     timeout: Duration,
     retries: u32,
-    backoff: Duration,
+    backoff: crate::http::Backoff,
 }
 
 impl RegistryClient {
     pub fn new(urls: BTreeMap<Registry, String>, timeout: Duration, retries: u32) -> RegistryClient {
-        let http = reqwest::Client::builder()
-            .user_agent(user_agent())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .expect("an HTTP client with rustls");
-        RegistryClient { http, urls, timeout, retries, backoff: Duration::from_millis(250) }
+        let timeouts = crate::http::Timeouts { connect: timeout, read: None, total: Some(timeout) };
+        let http = crate::http::client(&user_agent(), timeouts).expect("an HTTP client with rustls");
+        let backoff = crate::http::Backoff { base: Duration::from_millis(250), max: Duration::from_secs(10) };
+        RegistryClient { http, urls, timeout, retries, backoff }
     }
 
     pub fn base_url(&self, registry: Registry) -> &str {
@@ -213,18 +211,13 @@ impl RegistryClient {
     /// The releases of `name`, retrying transient failures.
     pub async fn releases(&self, registry: Registry, name: &str) -> Result<Vec<Release>, LookupError> {
         let url = package_url(registry, self.base_url(registry), name);
-        let mut attempt = 0;
-        loop {
-            match self.fetch_once(registry, &url).await {
-                Err(err) if err.transient() && attempt < self.retries => {
-                    let wait = self.backoff * 2u32.pow(attempt);
-                    tracing::info!("{url}: {err}; retrying in {wait:?}");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                result => return result,
-            }
-        }
+        let wait = |err: &LookupError| match err {
+            LookupError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        let attempts = self.retries.saturating_add(1);
+        crate::http::retry(attempts, self.backoff, || self.fetch_once(registry, &url), LookupError::transient, wait)
+            .await
     }
 
     async fn fetch_once(&self, registry: Registry, url: &str) -> Result<Vec<Release>, LookupError> {
@@ -253,24 +246,15 @@ impl RegistryClient {
             return Err(LookupError::NotFound { url: url.to_string() });
         }
         if !status.is_success() {
-            return Err(LookupError::Status { url: url.to_string(), status: status.as_u16() });
+            let retry_after = crate::http::retry_after(response.headers());
+            return Err(LookupError::Status { url: url.to_string(), status: status.as_u16(), retry_after });
         }
         let body = response.bytes().await.map_err(failed)?;
         parse_releases(registry, &body).map_err(|reason| LookupError::BadResponse { url: url.to_string(), reason })
     }
 }
 
-/// An error and its causes on one line ("error sending request: connection refused").
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use crate::http::error_chain;
 
 #[cfg(test)]
 mod tests {

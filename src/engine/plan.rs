@@ -1,8 +1,13 @@
 //! The plan stage: from a tree and a recipe to each target's resolved recipe, input set and
 //! key. Nothing here builds, restores or needs a checkout.
+//!
+//! [`load`] is the way in for every command that needs a planned tree: it reads the tree
+//! ([`super::source`]), finds the recipe, keeps the asked-for targets and keys them, loading
+//! and saving the blob digest memo around it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
 use crate::cache::{BlobDigestMemo, LocalCache};
 use crate::error::Error;
@@ -14,6 +19,9 @@ use crate::source::Tree;
 use crate::toolchain;
 use crate::toolchain_memo::ToolMemo;
 
+use super::source::{self, LoadedTree, Rev};
+use crate::report::Reporter;
+
 /// A target ready to be looked up: its resolved recipe and its key.
 #[derive(Debug, Clone)]
 pub struct PlannedTarget {
@@ -23,6 +31,56 @@ pub struct PlannedTarget {
     pub toolchain: String,
     /// The values of the variables that fed the key (`None`: unset), sorted by name.
     pub key_env: Vec<(String, Option<String>)>,
+}
+
+/// A tree planned for a run: what every command that looks keys up starts from.
+pub struct Planned {
+    pub loaded: LoadedTree,
+    /// The recipe with only the selected targets.
+    pub recipe: Recipe,
+    pub recipe_source: RecipeSource,
+    pub targets: Vec<PlannedTarget>,
+    /// Milliseconds from the tree read to the keys (recipe, closures, digests, keys).
+    pub key_ms: u64,
+}
+
+/// Reads `rev`'s tree, finds its recipe (`recipe_file` when given), keeps `targets` (all when
+/// empty) and keys them. `on_recipe` sees the tree and the selected recipe before the keys are
+/// computed, which is where a run reports its targets.
+pub fn load(
+    cache: &LocalCache,
+    rev: Rev<'_>,
+    recipe_file: Option<&Path>,
+    targets: &[String],
+    reporter: &Reporter,
+    on_recipe: impl FnOnce(&Tree, &Recipe, &RecipeSource),
+) -> Result<Planned, Error> {
+    let loaded = source::load(cache, rev, reporter)?;
+    let started = Instant::now();
+    let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
+    let (recipe, recipe_source, graph) = recipe_and_workspace(&loaded.tree, recipe_file, Some(cache), &mut memo)?;
+    let recipe = recipe.select(targets)?;
+    on_recipe(&loaded.tree, &recipe, &recipe_source);
+    let planned = plan(&loaded.tree, &recipe, graph.as_ref(), &mut memo, cache)?;
+    memo.save()?;
+    let key_ms = started.elapsed().as_millis() as u64;
+    Ok(Planned { loaded, recipe, recipe_source, targets: planned, key_ms })
+}
+
+/// `rev`'s tree and its recipe with only `targets`, unplanned (for `tbuild recipe`).
+pub fn load_recipe(
+    cache: &LocalCache,
+    rev: Rev<'_>,
+    recipe_file: Option<&Path>,
+    targets: &[String],
+    reporter: &Reporter,
+) -> Result<(LoadedTree, Recipe, RecipeSource), Error> {
+    let loaded = source::load(cache, rev, reporter)?;
+    let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
+    let (recipe, recipe_source, _) = recipe_and_workspace(&loaded.tree, recipe_file, Some(cache), &mut memo)?;
+    memo.save()?;
+    let recipe = recipe.select(targets)?;
+    Ok((loaded, recipe, recipe_source))
 }
 
 /// The recipe for `tree` (see [`find_recipe`]) and, when it needs one, the tree's cargo

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::publish::{Manifest, Status, TargetReport};
+use crate::engine::publish::{Manifest, Status, TargetReport};
 use crate::report::human_bytes;
 
 /// What GitHub Actions tells a step through its environment.

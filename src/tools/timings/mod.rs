@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::publish::PublishError;
+use crate::engine::publish::PublishError;
 
 /// Phase intervals per target, in the order targets first appeared.
 #[derive(Debug)]

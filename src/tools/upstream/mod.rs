@@ -248,12 +248,11 @@ pub struct CheckOptions {
     pub concurrency: usize,
 }
 
-/// Looks every pin up, concurrently, and assesses each; rows keep the file's order.
-pub fn check(file: &VersionsFile, options: &CheckOptions) -> CheckReport {
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+/// Looks every pin up, concurrently, and assesses each; rows keep the file's order. Runs on
+/// the caller's runtime (the command layer's).
+pub async fn check(file: &VersionsFile, options: &CheckOptions) -> CheckReport {
     let client = Arc::new(RegistryClient::new(options.urls.clone(), options.timeout, options.retries));
-    let rows = runtime.block_on(async {
+    let rows: Vec<PackageReport> = async {
         let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
         let mut set = tokio::task::JoinSet::new();
         for (index, pin) in file.pins.iter().cloned().enumerate() {
@@ -272,7 +271,8 @@ pub fn check(file: &VersionsFile, options: &CheckOptions) -> CheckReport {
             rows[index] = Some(row);
         }
         rows.into_iter().map(|r| r.expect("every pin reports")).collect()
-    });
+    }
+    .await;
     CheckReport::new(rows)
 }
 
@@ -290,18 +290,6 @@ pub enum UpstreamError {
     LookupsFailed { failed: usize, total: usize },
     #[error("{count} constraint(s) refuse the pinned version (see the report)")]
     ConstraintsRefuse { count: usize },
-}
-
-impl UpstreamError {
-    pub fn exit_code(&self) -> i32 {
-        use crate::error::exit;
-        match self {
-            UpstreamError::VersionsFile { .. } | UpstreamError::Manifest { .. } => exit::USAGE,
-            UpstreamError::Write { .. } => exit::INTERNAL,
-            UpstreamError::FailOn { .. } | UpstreamError::ConstraintsRefuse { .. } => exit::LAG,
-            UpstreamError::LookupsFailed { .. } => exit::REMOTE,
-        }
-    }
 }
 
 #[cfg(test)]
