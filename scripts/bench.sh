@@ -15,6 +15,9 @@
 #   B3SUM=path       the b3sum baseline (default: b3sum on PATH, else the blake3 crate in the
 #                    harness; `cargo install b3sum` for the real one)
 #   BENCH_KEEP=1     keep the scratch dir (printed) instead of removing it
+#   TBUILD_BENCH_CORE=<git dir of tasker-core>  also the real-tasker-core rows (benches/harness/real_core.rs)
+#   TBUILD_BENCH_CORE_CACHE=<dir>  a cache holding its tasker-ctl build, reused between runs
+#   BENCH_CORE_RANGE_RUNS=3  runs of the empty-cache `key --range` rows; BENCH_ONLY_CORE=1 skips the synthetic rows
 # Peak RSS is read through GNU time (/usr/bin/time, Debian package `time`) when installed.
 # On a fresh clone: about 5 minutes of release build here, then 1-3 minutes of measuring.
 set -euo pipefail
@@ -22,7 +25,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 if [[ ${1:-} == --quick ]]; then
   export BENCH_SCALE=${BENCH_SCALE:-0.05} BENCH_RUNS=${BENCH_RUNS:-3} BENCH_HISTORY=${BENCH_HISTORY:-20}
 elif [[ $# -gt 0 ]]; then
-  sed -n '2,19p' "$0" >&2
+  sed -n '2,22p' "$0" >&2
   exit 2
 fi
 for tool in git tar zstd; do

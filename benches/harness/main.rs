@@ -10,6 +10,7 @@
 //! processes so each gets its own peak-RSS figure.
 
 mod measure;
+mod real_core;
 mod synth;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,12 @@ fn bench() {
         history: env_or("BENCH_HISTORY", 100usize),
         b3sum: std::env::var_os("B3SUM").map(PathBuf::from).filter(|p| !p.as_os_str().is_empty()),
     };
+    let real_core = real_core::Core::from_env(&s.work, &s.tbuild, s.runs);
+    if std::env::var_os("BENCH_ONLY_CORE").is_some() {
+        let core = real_core.expect("BENCH_ONLY_CORE needs TBUILD_BENCH_CORE");
+        print_core(core.rows());
+        return;
+    }
     let w = &s.work;
     let (repo, gen_dir, cache) = (w.join("repo"), w.join("artifacts"), w.join("cache"));
     let started = std::time::Instant::now();
@@ -94,6 +101,7 @@ fn bench() {
 
     let mut rows = Vec::new();
     rows.extend(key_rows(&s, &repo, &sha, &cache, &tbuild(&[]), &recipe_arg));
+    rows.extend(tool_rows(&s, &repo, &sha, &cache, &tbuild(&[])));
 
     // Pack: every target's files, tbuild's encoder (in a child for its RSS) vs tar | zstd.
     let packs = w.join("packs");
@@ -169,6 +177,25 @@ fn bench() {
         archive_bytes >> 20
     );
     measure::print(&rows);
+    if let Some(core) = real_core {
+        print_core(core.rows());
+    }
+}
+
+/// The real-tasker-core rows and its rebuild-rate table.
+fn print_core((rows, table): (Vec<Row>, String)) {
+    println!();
+    println!("real tasker-core (TBUILD_BENCH_CORE), load average {}", load_average());
+    measure::print(&rows);
+    println!();
+    println!("rebuild rate, `key --range --stats` over the last 100 mainline commits:");
+    println!("{table}");
+}
+
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// Key rows: cold (memo file removed before each run) and warm, vs git ls-tree + b3sum.
@@ -217,6 +244,58 @@ fn key_rows(s: &Settings, repo: &Path, sha: &str, cache: &Path, base: &Command, 
     warm_row.met = Some(measure::ms(warm.wall) < 30.0);
     rows.push(warm_row);
     rows
+}
+
+/// The real recipe's tools per kind (cargo/rustc, plus what `Kind` and the built-in
+/// recipe's `tools` add): the synthetic targets declare them, so a key probes what a key of
+/// tasker-core probes. Tools not on PATH are left out (and named), since a key refuses them.
+const REAL_TOOLS: [(&str, &[&str]); 4] = [
+    ("tasker-server", &["cargo", "rustc", "clang", "mold", "protoc"]),
+    ("ruby", &["cargo", "rustc", "ruby", "rake", "bundle", "clang", "mold", "protoc"]),
+    ("python", &["cargo", "rustc", "python3", "maturin", "clang", "mold", "protoc"]),
+    ("typescript", &["cargo", "rustc", "bun", "clang", "mold", "protoc"]),
+];
+
+/// Key rows with realistic toolchain probing: warm (the toolchain memo holds every probe) and
+/// with the toolchain memo deleted before each run (every tool probed as a subprocess).
+fn tool_rows(s: &Settings, repo: &Path, sha: &str, cache: &Path, base: &Command) -> Vec<Row> {
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    };
+    let mut text = fs::read_to_string(s.work.join("bench-recipe.toml")).expect("the bench recipe");
+    let mut missing = std::collections::BTreeSet::new();
+    for (target, tools) in REAL_TOOLS {
+        let (found, absent): (Vec<&str>, Vec<&str>) = tools.iter().copied().partition(|t| on_path(t));
+        missing.extend(absent);
+        let header = format!("name = \"{target}\"\n");
+        let list = found.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
+        text = text.replacen(&header, &format!("{header}tools = [{list}]\n"), 1);
+    }
+    if !missing.is_empty() {
+        eprintln!("bench: not on PATH, left out of the real-tools rows: {missing:?}");
+    }
+    let recipe = s.work.join("bench-recipe-tools.toml");
+    fs::write(&recipe, text).expect("write the tools recipe");
+    let key = || {
+        let mut cmd = Command::new(base.get_program());
+        cmd.args(base.get_args()).envs(base.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        cmd.args(["key", "--repo", repo.to_str().unwrap(), "--sha", sha, "--offline", "--recipe"]).arg(&recipe);
+        cmd
+    };
+    let tool_memo = cache.join("v1/memo/toolchains.json");
+    run(&mut key());
+    let warm = repeat(s.runs, || {}, || run(&mut key()));
+    let probed = repeat(s.runs, || drop(fs::remove_file(&tool_memo)), || run(&mut key()));
+    vec![
+        absolute_row("key: warm, real tools", warm, 50.0),
+        Row {
+            name: "key: tool memo deleted",
+            tbuild: probed,
+            baseline: None,
+            target: "(probes cost)".into(),
+            met: None,
+        },
+    ]
 }
 
 fn ratio_row(name: &'static str, t: Sample, bname: &'static str, b: Sample, max: f64, target: &str) -> Row {

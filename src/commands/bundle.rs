@@ -10,7 +10,7 @@ use crate::bundle::{
 use crate::cache::{ArtifactStore, KeyLock, LocalCache, now_secs};
 use crate::cli::{ExportArgs, ImportArgs};
 use crate::engine::plan;
-use crate::engine::source::Rev;
+use crate::engine::source::{History, Rev};
 use crate::error::Error;
 use crate::report::{Reporter, human_bytes};
 use crate::source::{Mirror, normalise_url, repo_id};
@@ -33,7 +33,7 @@ struct ExportReport {
 }
 
 pub fn export(args: &ExportArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
-    let rev = Rev::Commit { repo: &args.repo.url, rev: &args.sha, offline: args.repo.offline };
+    let rev = Rev::Commit { repo: &args.repo.url, rev: &args.sha, offline: args.repo.offline, history: History::No };
     let plan::Planned { loaded, targets: planned, .. } =
         plan::load(cache, rev, args.recipe.as_deref(), &args.targets, reporter, |_, _, _| {})?;
     let sha = loaded.tree.provenance();

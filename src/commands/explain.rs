@@ -34,7 +34,8 @@ struct Explanation {
 }
 
 pub fn run(args: &ExplainArgs, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
-    let rev = super::rev(&args.rev)?;
+    // The walk reads the commit's ancestors: a shallow mirror is deepened first.
+    let rev = super::rev(&args.rev)?.walked();
     let target = std::slice::from_ref(&args.target);
     let planned = plan::load(cache, rev, args.recipe.as_deref(), target, reporter, |_, _, _| {})?;
     let (loaded, p) = (planned.loaded, planned.targets.into_iter().next().expect("one target selected"));

@@ -81,14 +81,18 @@ pub fn run(args: &KeyArgs, range: &str, cache: &LocalCache, reporter: &Reporter)
         let _lock = KeyLock::acquire(&repo_dir.join("mirror.lock"), || {
             reporter.info("waiting for another tbuild fetching this repository")
         })?;
-        let mirror = Mirror::open(&repo_dir.join("mirror.git"), &url)?;
+        // The walk and the parents' keys need history: a shallow first fetch is deepened.
+        let mirror = Mirror::open(&repo_dir.join("mirror.git"), &url)?.needing_history();
         let mut progress = reporter.fetch_progress(&url);
+        // Deepening first fetches every branch and tag with history: A and B are then there.
+        mirror.deepen(args.rev.repo.offline, &mut progress)?;
         let from = mirror.resolve(from, args.rev.repo.offline, &mut progress)?;
         // The first resolve fetched if anything needed fetching.
         let to = match mirror.resolve(to, true, &mut progress) {
             Ok(oid) => oid,
             Err(_) => mirror.resolve(to, args.rev.repo.offline, &mut progress)?,
         };
+        mirror.deepen(args.rev.repo.offline, &mut progress)?;
         (mirror.path(), from, to)
     };
     let open =

@@ -13,8 +13,9 @@ use crate::source::{Mirror, SourceError, Tree, repo_id};
 /// What to read: a revision of a repository, or a directory on disk.
 #[derive(Debug, Clone, Copy)]
 pub enum Rev<'a> {
-    /// `--sha REV` of `--repo URL`; `offline` reads the mirror without fetching.
-    Commit { repo: &'a str, rev: &'a str, offline: bool },
+    /// `--sha REV` of `--repo URL`; `offline` reads the mirror without fetching; `history`
+    /// says whether the command walks the commit's ancestors too.
+    Commit { repo: &'a str, rev: &'a str, offline: bool, history: History },
     /// `--path DIR`.
     Dir(&'a Path),
 }
@@ -23,17 +24,36 @@ impl<'a> Rev<'a> {
     /// The revision named by `--sha`/`--path`: exactly one of them.
     pub fn new(sha: Option<&'a str>, path: Option<&'a Path>, repo: &'a str, offline: bool) -> Result<Self, Error> {
         match (sha, path) {
-            (Some(rev), None) => Ok(Rev::Commit { repo, rev, offline }),
+            (Some(rev), None) => Ok(Rev::Commit { repo, rev, offline, history: History::No }),
             (None, Some(path)) => Ok(Rev::Dir(path)),
             _ => Err(Error::Usage("give exactly one of --sha and --path".into())),
         }
     }
+
+    /// The same revision, for a command that walks its ancestors (a shallow mirror is
+    /// deepened first).
+    pub fn walked(self) -> Self {
+        match self {
+            Rev::Commit { repo, rev, offline, .. } => Rev::Commit { repo, rev, offline, history: History::Walked },
+            dir => dir,
+        }
+    }
+}
+
+/// Whether a command reads only its commit, or also the commit's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum History {
+    /// The commit's tree: a fresh mirror of a network repository may fetch it shallow.
+    No,
+    /// Ancestors too: a shallow mirror is deepened first (offline: a warning, and the walk
+    /// stops at the shallow boundary).
+    Walked,
 }
 
 /// The tree of `rev`.
 pub fn load(cache: &LocalCache, rev: Rev<'_>, reporter: &Reporter) -> Result<LoadedTree, Error> {
     match rev {
-        Rev::Commit { repo, rev, offline } => load_commit(cache, repo, rev, offline, reporter),
+        Rev::Commit { repo, rev, offline, history } => load_commit(cache, repo, rev, offline, history, reporter),
         Rev::Dir(path) => load_dir(path),
     }
 }
@@ -45,7 +65,8 @@ pub struct LoadedTree {
     pub repo_dir: Option<PathBuf>,
 }
 
-/// Mirrors `repo` (fetching only when needed) and reads the tree of `rev`.
+/// Mirrors `repo` (fetching only when needed) and reads the tree of `rev`, deepening a
+/// shallow mirror first when `history` is [`History::Walked`].
 ///
 /// A local path is checked before anything is created for it, and fetched from even when
 /// `offline`: reading a directory needs no network. A path that is gone is read from its
@@ -56,6 +77,7 @@ pub fn load_commit(
     repo: &str,
     rev: &str,
     offline: bool,
+    history: History,
     reporter: &Reporter,
 ) -> Result<LoadedTree, Error> {
     let url = crate::source::normalise_url(repo);
@@ -72,7 +94,10 @@ pub fn load_commit(
     })?;
     let mirror_dir = repo_dir.join("mirror.git");
     let created = !mirror_dir.exists();
-    let mirror = Mirror::open(&mirror_dir, &url)?;
+    let mut mirror = Mirror::open(&mirror_dir, &url)?;
+    if history == History::Walked {
+        mirror = mirror.needing_history();
+    }
     let fetch_allowed = !offline || (local && !local_gone);
     let commit = match mirror.resolve(rev, !fetch_allowed, &mut reporter.fetch_progress(&url)) {
         Ok(commit) => commit,
@@ -87,6 +112,12 @@ pub fn load_commit(
             });
         }
     };
+    if history == History::Walked {
+        match mirror.deepen(!fetch_allowed, &mut reporter.fetch_progress(&url)) {
+            Err(err @ SourceError::ShallowOffline { .. }) => reporter.warn(&format!("{err}; history stops there")),
+            other => other?,
+        }
+    }
     let repo = mirror.into_repo();
     if !fetch_allowed && repo.resolve_reference_from_short_name(rev).is_ok() {
         reporter.warn(&offline_ref_warning(&repo, rev, commit));

@@ -1,6 +1,17 @@
 //! A bare mirror per repository URL under the cache dir. It is fetched only when the asked
 //! revision is not already there (a full SHA that is present never touches the network) or
 //! when the revision is a ref name, which can move; `--offline` never fetches.
+//!
+//! Shallow first fetch: keying or building one commit needs its tree, not its history, and
+//! tasker-core's history is most of what a full fetch downloads. So a fresh mirror of a
+//! network repository (`https://`, `ssh://`, `git://`, `host:path`) fetches only the asked
+//! commit at depth 1 (the commit itself when the server serves a SHA on request, else the
+//! asked branch or tag, else every branch tip), and stays shallow while single commits are
+//! asked for. A command that walks history (`key --range`, `explain`) opens the mirror
+//! [`Mirror::needing_history`]: its fetch unshallows (libgit2's "deepen to infinity"), after
+//! which the mirror is an ordinary full one. libgit2's local transport (a path or `file://`)
+//! cannot fetch shallow, and copying from a local disk is cheap anyway: local mirrors are
+//! always full.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +20,18 @@ use git2::{AutotagOption, ErrorCode, FetchOptions, Oid, RemoteCallbacks, Reposit
 use super::SourceError;
 
 const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+
+/// libgit2's `GIT_FETCH_DEPTH_UNSHALLOW`: fetch the history behind the shallow boundary.
+const UNSHALLOW: i32 = i32::MAX;
+
+/// How much history a fetch brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Only the fetched tips (depth 1).
+    Tip,
+    /// Everything, deepening a shallow mirror.
+    Full,
+}
 
 /// Fetch progress, as libgit2 reports it.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +46,8 @@ pub struct FetchProgress {
 pub struct Mirror {
     url: String,
     repo: Repository,
+    /// The caller walks history: no shallow fetch, and a shallow mirror is deepened.
+    history: bool,
 }
 
 /// A short stable name for a repository URL or path: its dir name under `repos/`.
@@ -36,6 +61,12 @@ pub fn repo_id(url: &str) -> String {
 /// Whether `--repo` is a URL (`https://…`, `file://…`, `git@host:path`) rather than a local path.
 pub fn is_remote(repo: &str) -> bool {
     repo.contains("://") || (repo.contains(':') && !repo.starts_with('/') && !repo.starts_with('.'))
+}
+
+/// Whether libgit2 can fetch `url` shallow: its smart transports can, the local one
+/// (a path, `file://`) cannot.
+pub fn supports_shallow(url: &str) -> bool {
+    is_remote(url) && !url.starts_with("file://")
 }
 
 /// The URL form of `--repo`: a local path becomes absolute so that one repository has one mirror.
@@ -64,7 +95,41 @@ impl Mirror {
         };
         // The caller holds mirror.lock: what a killed fetch or import left is nobody's now.
         super::remove_abandoned_git_files(dir);
-        Ok(Mirror { url: url.to_string(), repo })
+        Ok(Mirror { url: url.to_string(), repo, history: false })
+    }
+
+    /// This mirror's fetches bring full history, and [`Mirror::deepen`] unshallows it.
+    pub fn needing_history(mut self) -> Mirror {
+        self.history = true;
+        self
+    }
+
+    /// Whether the mirror holds only part of its commits' history (a shallow fetch).
+    pub fn is_shallow(&self) -> bool {
+        self.repo.is_shallow()
+    }
+
+    /// Fetches the history a shallow mirror lacks (nothing for a full one). Offline, a
+    /// shallow mirror is an error: a walk over it would stop at the shallow boundary.
+    pub fn deepen(&self, offline: bool, progress: &mut dyn FnMut(FetchProgress)) -> Result<(), SourceError> {
+        if !self.is_shallow() {
+            return Ok(());
+        }
+        if offline {
+            return Err(SourceError::ShallowOffline { repo: self.url.clone() });
+        }
+        self.fetch(progress, &REFSPECS, Depth::Full)
+    }
+
+    /// The depth of the next fetch: depth 1 for a fresh or shallow mirror of a network
+    /// repository when no history is needed; full otherwise.
+    fn depth(&self) -> Depth {
+        let fresh = self.repo.references().map(|mut refs| refs.next().is_none()).unwrap_or(false);
+        if !self.history && supports_shallow(&self.url) && (fresh || self.is_shallow()) {
+            Depth::Tip
+        } else {
+            Depth::Full
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -98,14 +163,21 @@ impl Mirror {
                 )),
             };
         }
-        self.fetch(progress, &REFSPECS)?;
+        let depth = self.depth();
+        if depth == Depth::Tip
+            && self.fetch_tip(rev, is_hex, progress)?
+            && let Some(oid) = self.lookup(rev)?
+        {
+            return Ok(oid);
+        }
+        self.fetch(progress, &REFSPECS, depth)?;
         if let Some(oid) = self.lookup(rev)? {
             return Ok(oid);
         }
         // A commit on no branch or tag (a PR head, an old merge): servers such as GitHub
         // serve a full SHA on request. A refusal only means it is unknown there.
         if rev.len() == 40 && is_hex {
-            let _ = self.fetch(progress, &[format!("+{rev}:refs/tbuild/{rev}").as_str()]);
+            let _ = self.fetch(progress, &[format!("+{rev}:refs/tbuild/{rev}").as_str()], depth);
         }
         match self.lookup(rev)? {
             Some(oid) => Ok(oid),
@@ -129,7 +201,28 @@ impl Mirror {
         }
     }
 
-    fn fetch(&self, progress: &mut dyn FnMut(FetchProgress), refspecs: &[&str]) -> Result<(), SourceError> {
+    /// The depth-1 fetch of just `rev`: a full SHA by itself (the server may refuse a SHA no
+    /// ref points at, or any SHA at all), a name as the branch or tag it may be. `false`
+    /// when nothing could be asked this way (a short SHA, a revision expression).
+    fn fetch_tip(&self, rev: &str, is_hex: bool, progress: &mut dyn FnMut(FetchProgress)) -> Result<bool, SourceError> {
+        if rev.len() == 40 && is_hex {
+            return Ok(self.fetch(progress, &[format!("+{rev}:refs/tbuild/{rev}").as_str()], Depth::Tip).is_ok());
+        }
+        if is_hex || !git2::Reference::is_valid_name(&format!("refs/heads/{rev}")) {
+            return Ok(false);
+        }
+        let branch = format!("+refs/heads/{rev}:refs/heads/{rev}");
+        let tag = format!("+refs/tags/{rev}:refs/tags/{rev}");
+        self.fetch(progress, &[branch.as_str(), tag.as_str()], Depth::Tip)?;
+        Ok(true)
+    }
+
+    fn fetch(
+        &self,
+        progress: &mut dyn FnMut(FetchProgress),
+        refspecs: &[&str],
+        depth: Depth,
+    ) -> Result<(), SourceError> {
         super::git_init::load_certificates_for(&self.url);
         progress(FetchProgress { received_objects: 0, total_objects: 0, received_bytes: 0, finished: false });
         let mut callbacks = RemoteCallbacks::new();
@@ -144,7 +237,12 @@ impl Mirror {
         });
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
-        options.download_tags(AutotagOption::All);
+        match depth {
+            // Tags would bring every tagged tree: a shallow fetch takes only what it asks for.
+            Depth::Tip => options.depth(1).download_tags(AutotagOption::None),
+            Depth::Full if self.is_shallow() => options.depth(UNSHALLOW).download_tags(AutotagOption::All),
+            Depth::Full => options.download_tags(AutotagOption::All),
+        };
         let mut remote =
             self.repo.remote_anonymous(&self.url).map_err(|source| SourceError::Git { path: self.path(), source })?;
         let fetched = remote

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 pub use abandoned::{is_empty_mirror, remove_abandoned_git_files};
 pub use checkout::{checkout, disk_blob_id, record_mtimes};
 pub use git_init::init_git;
-pub use mirror::{FetchProgress, Mirror, is_remote, normalise_url, repo_id};
+pub use mirror::{FetchProgress, Mirror, is_remote, normalise_url, repo_id, supports_shallow};
 
 use crate::cache::BlobDigestMemo;
 
@@ -197,6 +197,11 @@ pub enum SourceError {
         "cannot fetch {repo}: {message}\n  check the URL and the network, or pass --offline to use a commit already in the mirror"
     )]
     Unreachable { repo: String, message: String },
+    #[error(
+        "the mirror of {repo} is shallow (its first fetch took single commits) and this command walks history, \
+         which --offline (or TBUILD_OFFLINE) forbids fetching; run it once without --offline"
+    )]
+    ShallowOffline { repo: String },
     #[error(
         "repository path {path} does not exist: check --repo (or TBUILD_CORE_REPO), which takes a local path or a URL such as {}",
         crate::cli::DEFAULT_REPO

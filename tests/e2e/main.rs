@@ -34,6 +34,7 @@ mod remote;
 mod remote_cache;
 mod remote_hostile;
 mod remote_servers;
+mod shallow_fetch;
 mod soak;
 mod timings;
 mod toolchain_memo;
