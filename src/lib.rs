@@ -38,6 +38,8 @@ pub use error::{Error, exit};
 /// Runs a parsed command line.
 pub fn run(mut cli: cli::Cli) -> Result<(), Error> {
     let reporter = Arc::new(report::Reporter::new(cli.quiet));
+    // The process's one async runtime, started only by a command that needs it.
+    let runtime = commands::Runtime::default();
     // Only the commands that look entries up read the config file: a broken one must not
     // stop `upstream check` or `cache ls`.
     match &mut cli.command {
@@ -51,9 +53,9 @@ pub fn run(mut cli: cli::Cli) -> Result<(), Error> {
     }
     // Commands that need no cache dir do not create one.
     match &cli.command {
-        cli::Command::Upstream(command) => return commands::upstream::run(command, &reporter),
+        cli::Command::Upstream(command) => return commands::upstream::run(command, &runtime, &reporter),
         cli::Command::Release(cli::ReleaseCommand::Download(args)) => {
-            return commands::release::download(args, &reporter);
+            return commands::release::download(args, &runtime, &reporter);
         }
         cli::Command::Affected(args) => return commands::affected::run(args),
         cli::Command::Completions(args) => return commands::docs::completions(args.shell),
@@ -86,10 +88,10 @@ pub fn run(mut cli: cli::Cli) -> Result<(), Error> {
     };
     let cache = cache::LocalCache::open(&cache_dir)?;
     match &cli.command {
-        cli::Command::Core(args) => commands::core::run(args, &cache, reporter),
+        cli::Command::Core(args) => commands::core::run(args, &cache, &runtime, reporter),
         cli::Command::Key(args) => commands::key::run(args, &cache, &reporter, cli.verbose > 0),
         cli::Command::Recipe(args) => commands::recipe::run(args, &cache, &reporter),
-        cli::Command::Restore(args) => commands::restore::run(args, &cache, reporter),
+        cli::Command::Restore(args) => commands::restore::run(args, &cache, &runtime, reporter),
         cli::Command::Cache { command } => commands::cache::run(command, &cache, &reporter),
         cli::Command::Explain(args) => commands::explain::run(args, &cache, &reporter),
         cli::Command::Upstream(_)

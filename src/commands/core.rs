@@ -3,15 +3,16 @@
 
 use std::sync::Arc;
 
+use super::Runtime;
 use crate::cache::LocalCache;
 use crate::cli::CoreArgs;
 use crate::engine::{self, Builds, Run};
 use crate::error::Error;
 use crate::report::Reporter;
 
-pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
+pub fn run(args: &CoreArgs, cache: &LocalCache, runtime: &Runtime, reporter: Arc<Reporter>) -> Result<(), Error> {
     if let Some(tag) = &args.release.prefer_release
-        && super::release::prefer_release(args, tag, &reporter)?
+        && super::release::prefer_release(args, tag, runtime, &reporter)?
     {
         return Ok(());
     }
@@ -29,5 +30,5 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Resu
         json: args.format.is_json(),
     };
     let builds = Builds { jobs: args.jobs as usize, warm: &args.warm, timings: args.timings.as_deref() };
-    engine::core(&run, &builds, cache, super::runtime().handle(), reporter)
+    engine::core(&run, &builds, cache, runtime.get().handle(), reporter)
 }

@@ -1,6 +1,6 @@
 //! One file per subcommand: argument handling, then one call into the pipeline
 //! ([`crate::engine`]) or a side tool ([`crate::tools`]). The command layer also owns what a
-//! process has once: its tokio [`runtime`].
+//! process has once: its tokio [`Runtime`], made by [`crate::run`] and passed down (no global).
 
 pub mod affected;
 pub mod bundle;
@@ -22,19 +22,24 @@ use crate::cli::{RemoteArgs, RevArgs};
 use crate::engine::source::Rev;
 use crate::error::Error;
 
-/// The process's one tokio runtime, started by the first command that needs it: the builds,
-/// the remote cache, registry lookups and release downloads all run on it. Two workers: the
-/// builds are child processes and the network work is I/O bound.
-pub fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("tbuild")
-            .enable_all()
-            .build()
-            .expect("a tokio runtime")
-    })
+/// The process's one tokio runtime, owned by [`crate::run`] and handed to the commands that
+/// need one; it starts on first use, so commands without network or builds never start it.
+/// The builds, the remote cache, registry lookups and release downloads all run on it. Two
+/// workers: the builds are child processes and the network work is I/O bound.
+#[derive(Default)]
+pub struct Runtime(OnceLock<tokio::runtime::Runtime>);
+
+impl Runtime {
+    pub fn get(&self) -> &tokio::runtime::Runtime {
+        self.0.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("tbuild")
+                .enable_all()
+                .build()
+                .expect("a tokio runtime")
+        })
+    }
 }
 
 /// `--sha`/`--path` (with `--repo`, `--offline`) as the engine takes them.

@@ -1,13 +1,14 @@
 //! `tbuild release download`, and the `--prefer-release` hook of `tbuild core`.
 
+use super::Runtime;
 use crate::cli::{CoreArgs, ReleaseDownloadArgs};
 use crate::error::Error;
 use crate::report::Reporter;
 use crate::tools::release::{GitHub, ReleaseError, download_release, github_repo_of};
 
-pub fn download(args: &ReleaseDownloadArgs, reporter: &Reporter) -> Result<(), Error> {
+pub fn download(args: &ReleaseDownloadArgs, runtime: &Runtime, reporter: &Reporter) -> Result<(), Error> {
     let github = GitHub::new(&args.github.api_url, &args.repo)?;
-    let downloaded = super::runtime().block_on(async {
+    let downloaded = runtime.get().block_on(async {
         let release = github.release(&args.tag).await?;
         let commit = github.release_commit(&release).await?;
         reporter.info(&format!("release {} of {} is {commit}", release.tag_name, args.repo));
@@ -33,7 +34,7 @@ fn report(downloaded: &crate::tools::release::Downloaded, out: &std::path::Path,
 /// are the output and `Ok(true)` is returned; otherwise (another commit, no such release, the
 /// API unreachable, a checksum mismatch) a message says why and `Ok(false)` lets `core`
 /// restore or build as usual.
-pub fn prefer_release(args: &CoreArgs, tag: &str, reporter: &Reporter) -> Result<bool, Error> {
+pub fn prefer_release(args: &CoreArgs, tag: &str, runtime: &Runtime, reporter: &Reporter) -> Result<bool, Error> {
     let repo = match (&args.release.release_repo, github_repo_of(&args.rev.repo.url)) {
         (Some(repo), _) => repo.clone(),
         (None, Some(repo)) => repo,
@@ -56,7 +57,7 @@ pub fn prefer_release(args: &CoreArgs, tag: &str, reporter: &Reporter) -> Result
         return Ok(false);
     }
     let github = GitHub::new(&args.release.github.api_url, &repo)?;
-    let outcome: Result<bool, ReleaseError> = super::runtime().block_on(async {
+    let outcome: Result<bool, ReleaseError> = runtime.get().block_on(async {
         let release = github.release(tag).await?;
         let commit = github.release_commit(&release).await?;
         if !commit.starts_with(&sha) {

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
+use super::Runtime;
 use crate::cache::LocalCache;
 use crate::cli::RestoreArgs;
 use crate::engine::{self, Run};
 use crate::error::Error;
 use crate::report::Reporter;
 
-pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> Result<(), Error> {
+pub fn run(args: &RestoreArgs, cache: &LocalCache, runtime: &Runtime, reporter: Arc<Reporter>) -> Result<(), Error> {
     let remote = super::remote_config(&args.remote);
     let run = Run {
         rev: super::rev(&args.rev)?,
@@ -22,5 +23,5 @@ pub fn run(args: &RestoreArgs, cache: &LocalCache, reporter: Arc<Reporter>) -> R
         max_entry_size: args.max_entry_size,
         json: args.format.is_json(),
     };
-    engine::restore_only(&run, args.fail_on_cache_miss, cache, super::runtime().handle(), reporter)
+    engine::restore_only(&run, args.fail_on_cache_miss, cache, runtime.get().handle(), reporter)
 }

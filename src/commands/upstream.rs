@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::Runtime;
 use crate::cli::{CheckFormat, RegistryArgs, TableOrJson, UpstreamCheckArgs, UpstreamCommand, UpstreamConstraintsArgs};
 use crate::error::Error;
 use crate::report::Reporter;
@@ -13,10 +14,10 @@ use crate::tools::upstream::{
     CheckOptions, CheckReport, Ecosystem, Registry, UpstreamError, VersionsFile, check, report,
 };
 
-pub fn run(command: &UpstreamCommand, reporter: &Reporter) -> Result<(), Error> {
+pub fn run(command: &UpstreamCommand, runtime: &Runtime, reporter: &Reporter) -> Result<(), Error> {
     match command {
-        UpstreamCommand::Check(args) => run_check(args, reporter),
-        UpstreamCommand::Constraints(args) => run_constraints(args, reporter),
+        UpstreamCommand::Check(args) => run_check(args, runtime, reporter),
+        UpstreamCommand::Constraints(args) => run_constraints(args, runtime, reporter),
     }
 }
 
@@ -44,11 +45,11 @@ fn options(args: &RegistryArgs) -> Result<CheckOptions, Error> {
     })
 }
 
-fn run_check(args: &UpstreamCheckArgs, reporter: &Reporter) -> Result<(), Error> {
+fn run_check(args: &UpstreamCheckArgs, runtime: &Runtime, reporter: &Reporter) -> Result<(), Error> {
     let options = options(&args.registry)?;
     let file = VersionsFile::load(&args.versions)?;
     reporter.info(&format!("checking {} pinned packages from {}", file.pins.len(), args.versions.display()));
-    let report = super::runtime().block_on(check(&file, &options));
+    let report = runtime.get().block_on(check(&file, &options));
     match args.format.get() {
         CheckFormat::Table => print!("{}", report::table(&report)),
         CheckFormat::Json => println!("{}", report::json(&report)),
@@ -98,7 +99,7 @@ struct ConstraintRow {
     note: Option<String>,
 }
 
-fn run_constraints(args: &UpstreamConstraintsArgs, reporter: &Reporter) -> Result<(), Error> {
+fn run_constraints(args: &UpstreamConstraintsArgs, runtime: &Runtime, reporter: &Reporter) -> Result<(), Error> {
     let options = options(&args.registry)?;
     let versions_path =
         args.versions.clone().unwrap_or_else(|| args.dir.join(crate::tools::upstream::DEFAULT_VERSIONS_FILE));
@@ -111,7 +112,7 @@ fn run_constraints(args: &UpstreamConstraintsArgs, reporter: &Reporter) -> Resul
     let latest: BTreeMap<(Ecosystem, String), String> = if args.offline {
         BTreeMap::new()
     } else {
-        let report = super::runtime().block_on(check(&file, &options));
+        let report = runtime.get().block_on(check(&file, &options));
         for p in report.packages.iter().filter(|p| p.error.is_some()) {
             reporter.warn(&format!("{}: {}", p.package, p.error.as_ref().expect("filtered").message));
         }
