@@ -4,7 +4,9 @@
 //! targets whose keys differ from its first parent's: exactly the targets a run on that
 //! commit rebuilds when the parent's artifacts are cached. Each commit is keyed from the
 //! mirror's object database (no checkout) through the blob-digest memo and the crate-graph
-//! memo, so a commit costs a tree listing plus the digests of the blobs it changed.
+//! memo, so a commit costs a tree listing plus the digests of the blobs it changed; a tree
+//! keyed before (by any run with the same recipe, targets and versions) costs one small read
+//! of the range memo (`cache::RangeKeyMemo`, which says why only this command may use it).
 //!
 //! Toolchains are not probed: they are the same for every commit of one run, so they cannot
 //! make one commit's keys differ from its parent's, and leaving them out means a history can
