@@ -16,6 +16,7 @@ mod link;
 mod local;
 mod memo;
 mod no_follow;
+mod range_memo;
 mod record_check;
 pub mod remote;
 pub mod usage;
@@ -37,6 +38,7 @@ pub(crate) use local::RecordRead;
 pub use local::{BlobsLock, KeyLock, LAST_USE_RESOLUTION, LocalCache, RECORD_FORMAT};
 pub use memo::BlobDigestMemo;
 pub use no_follow::first_escape;
+pub use range_memo::{RangeKeyMemo, RangeKeys};
 pub use record_check::{MAX_RECORD_BYTES, is_name};
 
 /// Where the cache sends a warning (a remote that failed, an entry dropped): the cache knows

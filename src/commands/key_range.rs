@@ -4,7 +4,9 @@
 //! targets whose keys differ from its first parent's: exactly the targets a run on that
 //! commit rebuilds when the parent's artifacts are cached. Each commit is keyed from the
 //! mirror's object database (no checkout) through the blob-digest memo and the crate-graph
-//! memo, so a commit costs a tree listing plus the digests of the blobs it changed.
+//! memo, so a commit costs a tree listing plus the digests of the blobs it changed; a tree
+//! keyed before (by any run with the same recipe, targets and versions) costs one small read
+//! of the range memo (`cache::RangeKeyMemo`, which says why only this command may use it).
 //!
 //! Toolchains are not probed: they are the same for every commit of one run, so they cannot
 //! make one commit's keys differ from its parent's, and leaving them out means a history can
@@ -17,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use git2::{Oid, Repository, Sort};
 use serde::Serialize;
 
-use crate::cache::{BlobDigestMemo, KeyLock, LocalCache};
+use crate::cache::{BlobDigestMemo, KeyLock, LocalCache, RangeKeyMemo, RangeKeys};
 use crate::cli::KeyArgs;
 use crate::engine::plan::{plan_with, recipe_and_workspace};
 use crate::error::Error;
@@ -68,7 +70,7 @@ struct RangeReport<'a> {
     stats: Option<&'a RangeStats>,
 }
 
-type Keys = BTreeMap<String, String>;
+type Keys = RangeKeys;
 
 pub fn run(args: &KeyArgs, range: &str, cache: &LocalCache, reporter: &Reporter) -> Result<(), Error> {
     let (from, to) = range
@@ -108,11 +110,12 @@ pub fn run(args: &KeyArgs, range: &str, cache: &LocalCache, reporter: &Reporter)
     let mut memo = BlobDigestMemo::load(&cache.memo_path())?;
     let mut known: HashMap<Oid, Keys> = HashMap::new();
     let mut slices = SliceMemo::default();
+    let range_memo = range_memo(cache, args);
     let mut keys_of = |oid: Oid, memo: &mut BlobDigestMemo| -> Result<Keys, Error> {
         if let Some(keys) = known.get(&oid) {
             return Ok(keys.clone());
         }
-        let keys = keys_at(open()?, oid, args, cache, memo, &mut slices)?;
+        let keys = keys_at(open()?, oid, args, cache, memo, &mut slices, range_memo.as_ref())?;
         known.insert(oid, keys.clone());
         Ok(keys)
     };
@@ -161,7 +164,25 @@ fn first_parent_walk(repo: &Repository, from: Oid, to: Oid) -> Result<Vec<(Oid, 
     Ok(commits)
 }
 
-/// Target -> key of the commit `oid` (toolchains left out, see the module doc).
+/// The memo of this run's context: everything besides the tree that decides its keys. None
+/// when the `--recipe` file cannot be read (keying then reports why).
+fn range_memo<'c>(cache: &'c LocalCache, args: &KeyArgs) -> Option<RangeKeyMemo<'c>> {
+    let recipe = match &args.recipe {
+        Some(path) => std::fs::read(path).ok()?,
+        None => b"(the tree's or the built-in recipe)".to_vec(),
+    };
+    let versions = format!(
+        "tbuild {} key v{} {}",
+        env!("CARGO_PKG_VERSION"),
+        crate::key::KEY_VERSION,
+        crate::recipe::GRAPH_VERSION
+    );
+    let targets = args.targets.join(",");
+    Some(RangeKeyMemo::new(cache, &[versions.as_bytes(), &recipe, targets.as_bytes()]))
+}
+
+/// Target -> key of the commit `oid` (toolchains left out, see the module doc), from the
+/// range memo when it knows the commit's tree.
 fn keys_at(
     repo: Repository,
     oid: Oid,
@@ -169,12 +190,23 @@ fn keys_at(
     cache: &LocalCache,
     memo: &mut BlobDigestMemo,
     slices: &mut SliceMemo,
+    range_memo: Option<&RangeKeyMemo>,
 ) -> Result<Keys, Error> {
+    let tree_id = repo.find_commit(oid).map(|c| c.tree_id().to_string()).ok();
+    let memo_and_tree = range_memo.zip(tree_id);
+    if let Some(keys) = memo_and_tree.as_ref().and_then(|(m, t)| m.get(t)) {
+        return Ok(keys);
+    }
     let tree = Tree::from_commit(repo, oid)?;
     let (recipe, _, graph) = recipe_and_workspace(&tree, args.recipe.as_deref(), Some(cache), memo)?;
     let recipe = recipe.select(&args.targets)?;
     let planned = plan_with(&tree, &recipe, graph.as_ref(), memo, &BTreeMap::new(), slices)?;
-    Ok(planned.into_iter().map(|p| (p.target.name, p.key)).collect())
+    let keys: Keys = planned.iter().map(|p| (p.target.name.clone(), p.key.clone())).collect();
+    if let Some((range_memo, tree_id)) = memo_and_tree {
+        let env = planned.iter().flat_map(|p| p.key_env.iter().map(|(name, _)| name));
+        range_memo.put(&tree_id, &keys, env)?;
+    }
+    Ok(keys)
 }
 
 /// Totals over `changes` (not empty).

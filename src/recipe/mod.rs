@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use builtin::{Layout, detect_layout};
-pub use workspace::{Skeleton, WorkspaceGraph, WorkspacePackage, workspace_graph};
+pub use workspace::{GRAPH_VERSION, Skeleton, WorkspaceGraph, WorkspacePackage, workspace_graph};
 
 use crate::source::Tree;
 

@@ -19,7 +19,7 @@ use crate::cache::{BlobDigestMemo, LocalCache};
 use crate::source::{Entry, Tree};
 
 /// Bump when the graph's shape or derivation changes: old memos are then ignored.
-const GRAPH_VERSION: &str = "tbuild-graph-v1";
+pub const GRAPH_VERSION: &str = "tbuild-graph-v1";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkspaceGraph {

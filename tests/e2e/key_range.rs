@@ -79,3 +79,58 @@ fn a_malformed_or_empty_range_is_a_usage_error() {
     let output = range(&world, &["--range", "base..no-such-tag"]);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
 }
+
+/// The memo files `key --range` wrote (`v1/memo/range-keys/<d0d1>/<name>.json`).
+fn range_memo_entries(world: &World) -> Vec<std::path::PathBuf> {
+    let dir = world.cache().join("v1/memo/range-keys");
+    let Ok(shards) = std::fs::read_dir(&dir) else { return Vec::new() };
+    shards.flatten().flat_map(|s| std::fs::read_dir(s.path()).unwrap().flatten().map(|e| e.path())).collect()
+}
+
+/// The range memo (a commit's tree -> its keys) changes nothing a range reports: cold, warm,
+/// with every entry damaged and with the memo gone, the output is the same, and the commits
+/// it says rebuild something are those whose `key --sha` keys differ from their parent's.
+#[test]
+fn range_output_is_the_same_with_the_memo_cold_warm_damaged_and_absent() {
+    let world = World::new();
+    let args = ["--range", "base..main", "--stats", "--json"];
+    let cold = range(&world, &args);
+    assert_ok(&cold);
+    let entries = range_memo_entries(&world);
+    assert!(entries.len() >= EXPECTED.len(), "one entry per distinct tree: {entries:?}");
+
+    let warm = range(&world, &args);
+    assert_ok(&warm);
+    assert_eq!(String::from_utf8_lossy(&warm.stdout), String::from_utf8_lossy(&cold.stdout), "warm");
+
+    for entry in &entries {
+        let text = std::fs::read_to_string(entry).unwrap();
+        std::fs::write(entry, text.replacen("\"keys\"", "\"keyz\"", 1)).unwrap();
+    }
+    let damaged = range(&world, &args);
+    assert_ok(&damaged);
+    assert_eq!(String::from_utf8_lossy(&damaged.stdout), String::from_utf8_lossy(&cold.stdout), "damaged");
+
+    std::fs::remove_dir_all(world.cache().join("v1/memo/range-keys")).unwrap();
+    let absent = range(&world, &args);
+    assert_ok(&absent);
+    assert_eq!(String::from_utf8_lossy(&absent.stdout), String::from_utf8_lossy(&cold.stdout), "absent");
+
+    // Against separate `key --sha` runs (the binaries: their toolchain is on every test machine).
+    let probed = BINARIES;
+    let report: Value = serde_json::from_slice(&warm.stdout).unwrap();
+    let tags: Vec<&str> = std::iter::once("base").chain(EXPECTED.iter().map(|(tag, _)| *tag)).collect();
+    let keys: Vec<_> = tags.iter().map(|tag| world.keys_of(tag, probed)).collect();
+    for (i, commit) in report["commits"].as_array().unwrap().iter().enumerate() {
+        let changed: Vec<&str> = commit["changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .filter(|t| probed.split(',').any(|p| p == *t))
+            .collect();
+        let expected: Vec<&str> =
+            keys[i + 1].iter().filter(|(t, k)| keys[i].get(*t) != Some(k)).map(|(t, _)| t.as_str()).collect();
+        assert_eq!(changed, expected, "{}", tags[i + 1]);
+    }
+}
