@@ -49,6 +49,19 @@ fn notes_cell(row: &PackageReport) -> String {
     notes.join("; ")
 }
 
+/// `rows` as aligned plain-text columns: each cell padded to its column's widest, two spaces
+/// between, no trailing blanks (the `table` formats of `upstream check` and `constraints`).
+pub fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// A plain table, one row per pin.
 pub fn table(report: &CheckReport) -> String {
     let header = ["ECOSYSTEM", "PACKAGE", "PINNED", "LATEST", "LAG", "SEVERITY", "NOTES"].map(String::from);
@@ -64,13 +77,7 @@ pub fn table(report: &CheckReport) -> String {
             notes_cell(r),
         ]);
     }
-    let widths: Vec<usize> = (0..7).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = columns(&rows);
     let worst = report.worst.map(|s| s.name()).unwrap_or("none");
     let _ = writeln!(out, "\nworst: {worst}; {} lookup(s) failed", report.failed);
     out
