@@ -372,19 +372,21 @@ pub enum RecipeError {
     Glob { glob: String, message: String },
 }
 
+/// A one-target cargo recipe, the starting point of the tests here and in `key`.
+#[cfg(test)]
+pub(crate) const MINIMAL: &str = r#"
+    name = "demo"
+    [[target]]
+    name = "ctl"
+    kind = "cargo"
+    artifact_dir = "bins"
+    packages = ["tasker-ctl"]
+    bins = ["tasker-ctl"]
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MINIMAL: &str = r#"
-        name = "demo"
-        [[target]]
-        name = "ctl"
-        kind = "cargo"
-        artifact_dir = "bins"
-        packages = ["tasker-ctl"]
-        bins = ["tasker-ctl"]
-    "#;
 
     #[test]
     fn cargo_targets_derive_command_and_outputs() {
