@@ -94,7 +94,7 @@ impl AffectedError {
         match self {
             AffectedError::Git { .. } => exit::SOURCE,
             AffectedError::Rules { .. } => exit::USAGE,
-            AffectedError::Output { .. } => exit::INTERNAL,
+            AffectedError::Output(_) => exit::INTERNAL,
         }
     }
 }

@@ -37,19 +37,7 @@ fn target(packages: &[&str]) -> Target {
 }
 
 fn recipe() -> Recipe {
-    Recipe::parse(
-        r#"
-        global_inputs = ["proto/**"]
-        [[target]]
-        name = "ctl"
-        kind = "cargo"
-        artifact_dir = "bins"
-        packages = ["tasker-ctl"]
-        bins = ["tasker-ctl"]
-        "#,
-        "test",
-    )
-    .unwrap()
+    Recipe::parse(&format!("global_inputs = [\"proto/**\"]\n{}", crate::recipe::MINIMAL), "test").unwrap()
 }
 
 #[test]

@@ -213,11 +213,18 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    #[test]
-    fn beneath_never_follows_a_link_and_creates_parents() {
+    /// A scratch dir holding `root/<sub>`: the root the tests confine, with the scratch dir
+    /// as the outside a link may escape to.
+    fn scratch_root(sub: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
-        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn beneath_never_follows_a_link_and_creates_parents() {
+        let (dir, root) = scratch_root("real");
         symlink("..", root.join("up")).unwrap();
         symlink(dir.path(), root.join("abs")).unwrap();
         let beneath = Beneath::open(&root).unwrap();
@@ -249,9 +256,7 @@ mod tests {
 
     #[test]
     fn escapes_are_found_through_chains_of_links() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir_all(root.join("a")).unwrap();
+        let (_dir, root) = scratch_root("a");
         symlink("../a", root.join("a/inside")).unwrap();
         assert_eq!(first_escape(&root), None);
         symlink("..", root.join("a/b")).unwrap(); // root itself: still inside

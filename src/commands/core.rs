@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::Runtime;
 use crate::cache::LocalCache;
 use crate::cli::CoreArgs;
-use crate::engine::{self, Builds, Run};
+use crate::engine::{self, Builds};
 use crate::error::Error;
 use crate::report::Reporter;
 
@@ -17,18 +17,7 @@ pub fn run(args: &CoreArgs, cache: &LocalCache, runtime: &Runtime, reporter: Arc
         return Ok(());
     }
     let remote = super::remote_config(&args.remote);
-    let run = Run {
-        rev: super::rev(&args.rev)?,
-        repo: &args.rev.repo.url,
-        offline: args.rev.repo.offline,
-        recipe: args.recipe.as_deref(),
-        targets: &args.targets,
-        out: &args.out,
-        remote: &remote,
-        link_mode: args.link_mode,
-        max_entry_size: args.max_entry_size,
-        json: args.format.is_json(),
-    };
+    let run = super::run_of!(args, &remote);
     let builds = Builds { jobs: args.jobs as usize, warm: &args.warm, timings: args.timings.as_deref() };
     engine::core(&run, &builds, cache, runtime.get().handle(), reporter)
 }

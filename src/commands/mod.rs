@@ -22,6 +22,28 @@ use crate::cli::{RemoteArgs, RevArgs};
 use crate::engine::source::Rev;
 use crate::error::Error;
 
+/// The [`crate::engine::Run`] of `core` and `restore`, which take the same flags under the
+/// same names (`rev`, `recipe`, `targets`, `out`, `link_mode`, `max_entry_size`, `format`) in
+/// two clap structs that differ in what else they take. One literal for both, so that a new
+/// field of `Run` is read the same way by each. `$remote` is the [`remote_config`] of the args.
+macro_rules! run_of {
+    ($args:expr, $remote:expr) => {
+        $crate::engine::Run {
+            rev: $crate::commands::rev(&$args.rev)?,
+            repo: &$args.rev.repo.url,
+            offline: $args.rev.repo.offline,
+            recipe: $args.recipe.as_deref(),
+            targets: &$args.targets,
+            out: &$args.out,
+            remote: $remote,
+            link_mode: $args.link_mode,
+            max_entry_size: $args.max_entry_size,
+            json: $args.format.is_json(),
+        }
+    };
+}
+pub(crate) use run_of;
+
 /// The process's one tokio runtime, owned by [`crate::run`] and handed to the commands that
 /// need one; it starts on first use, so commands without network or builds never start it.
 /// The builds, the remote cache, registry lookups and release downloads all run on it. Two

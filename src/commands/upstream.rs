@@ -177,12 +177,5 @@ fn constraints_table(rows: &[ConstraintRow]) -> String {
             r.note.clone().unwrap_or_default(),
         ]);
     }
-    let widths: Vec<usize> = (0..8).map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in &table {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    report::columns(&table)
 }

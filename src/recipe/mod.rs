@@ -33,23 +33,19 @@ pub const DEFAULT_GLOBAL_INPUTS: &[&str] =
 /// overrides them with `crate_exclude`.
 pub const DEFAULT_CRATE_EXCLUDE: &[&str] = &["tests/**", "benches/**", "examples/**", "**/*.md"];
 
-/// A whole recipe (`tbuild.toml`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A whole recipe (`tbuild.toml`). Every field may be left out (its empty value).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Recipe {
     /// A name for humans (`tbuild recipe` prints it).
-    #[serde(default)]
     pub name: String,
     /// Globs (relative to the repository root) that feed every target's key.
-    #[serde(default)]
     pub global_inputs: Vec<String>,
     /// Environment set for every target's commands (a target's own `env` wins).
-    #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Variables read from tbuild's own environment whose values go into every key.
-    #[serde(default)]
     pub key_env: Vec<String>,
-    #[serde(rename = "target", default)]
+    #[serde(rename = "target")]
     pub targets: Vec<Target>,
 }
 
@@ -372,19 +368,21 @@ pub enum RecipeError {
     Glob { glob: String, message: String },
 }
 
+/// A one-target cargo recipe, the starting point of the tests here and in `key`.
+#[cfg(test)]
+pub(crate) const MINIMAL: &str = r#"
+    name = "demo"
+    [[target]]
+    name = "ctl"
+    kind = "cargo"
+    artifact_dir = "bins"
+    packages = ["tasker-ctl"]
+    bins = ["tasker-ctl"]
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MINIMAL: &str = r#"
-        name = "demo"
-        [[target]]
-        name = "ctl"
-        kind = "cargo"
-        artifact_dir = "bins"
-        packages = ["tasker-ctl"]
-        bins = ["tasker-ctl"]
-    "#;
 
     #[test]
     fn cargo_targets_derive_command_and_outputs() {

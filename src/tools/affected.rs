@@ -187,12 +187,8 @@ pub enum AffectedError {
     Git { reason: String },
     #[error("rule file {path}: {reason}")]
     Rules { path: PathBuf, reason: String },
-    #[error("cannot append to $GITHUB_OUTPUT ({path})")]
-    Output {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Output(#[from] crate::tools::github::GithubError),
 }
 
 #[cfg(test)]

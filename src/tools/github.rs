@@ -38,8 +38,13 @@ impl GithubEnv {
 
     /// Appends `outputs` to `$GITHUB_OUTPUT`; `false` when it is unset.
     pub fn write_outputs(&self, outputs: &Outputs) -> Result<bool, GithubError> {
+        self.append_outputs(&outputs.render())
+    }
+
+    /// Appends already rendered `name=value` lines to `$GITHUB_OUTPUT`; `false` when it is unset.
+    pub fn append_outputs(&self, lines: &str) -> Result<bool, GithubError> {
         let Some(path) = &self.output else { return Ok(false) };
-        append(path, &outputs.render())?;
+        append(path, lines)?;
         Ok(true)
     }
 

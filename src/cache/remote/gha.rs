@@ -17,6 +17,7 @@
 //! policy with backoff.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -119,12 +120,7 @@ fn str_field<'v>(value: &'v Value, name: &str) -> Option<&'v str> {
 }
 
 impl super::RemoteBackend for GhaBackend {
-    fn get<'a>(
-        &'a self,
-        object: &'a Object,
-        dest: &'a std::path::Path,
-        limit: u64,
-    ) -> BoxFuture<'a, RemoteResult<bool>> {
+    fn get<'a>(&'a self, object: &'a Object, dest: &'a Path, limit: u64) -> BoxFuture<'a, RemoteResult<bool>> {
         Box::pin(async move {
             let key = Self::entry_key(object);
             let request = json!({ "key": key, "restore_keys": [], "version": self.version });

@@ -2,6 +2,8 @@
 //! PUT`) speak: `GET`/`PUT`/`HEAD` of `<prefix>/ac/<key>` and `<prefix>/cas/<sha256>`.
 //! Auth is a bearer token (`TBUILD_REMOTE_TOKEN`) or basic auth from the URL's userinfo.
 
+use std::path::Path;
+
 use reqwest::header::CONTENT_LENGTH;
 use reqwest::{RequestBuilder, StatusCode, Url};
 
@@ -64,12 +66,7 @@ impl HttpBackend {
 }
 
 impl RemoteBackend for HttpBackend {
-    fn get<'a>(
-        &'a self,
-        object: &'a Object,
-        dest: &'a std::path::Path,
-        limit: u64,
-    ) -> BoxFuture<'a, RemoteResult<bool>> {
+    fn get<'a>(&'a self, object: &'a Object, dest: &'a Path, limit: u64) -> BoxFuture<'a, RemoteResult<bool>> {
         Box::pin(async move {
             let what = format!("GET {}", object.path());
             let response = send(&what, self.request(reqwest::Method::GET, object), self.net.timeout).await?;

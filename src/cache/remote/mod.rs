@@ -22,7 +22,7 @@ mod tiered;
 mod transfer;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -98,12 +98,7 @@ pub enum Stored {
 pub trait RemoteBackend: Send + Sync {
     /// Downloads `object` into the file `dest` (created or truncated), refusing more than
     /// `limit` bytes. `false` if the remote does not have it.
-    fn get<'a>(
-        &'a self,
-        object: &'a Object,
-        dest: &'a std::path::Path,
-        limit: u64,
-    ) -> BoxFuture<'a, RemoteResult<bool>>;
+    fn get<'a>(&'a self, object: &'a Object, dest: &'a Path, limit: u64) -> BoxFuture<'a, RemoteResult<bool>>;
     /// Whether the remote has `object` (to skip uploading an archive it already holds).
     /// Backends that cannot tell cheaply answer `false` and let `put` find out.
     fn exists<'a>(&'a self, object: &'a Object) -> BoxFuture<'a, RemoteResult<bool>>;

@@ -4,6 +4,7 @@
 //! a custom `--s3-endpoint` is addressed path-style (`<endpoint>/<bucket>/<key>`), which every
 //! S3-compatible server accepts, AWS itself virtual-host style.
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::header::CONTENT_LENGTH;
@@ -68,12 +69,7 @@ impl S3Backend {
 }
 
 impl RemoteBackend for S3Backend {
-    fn get<'a>(
-        &'a self,
-        object: &'a Object,
-        dest: &'a std::path::Path,
-        limit: u64,
-    ) -> BoxFuture<'a, RemoteResult<bool>> {
+    fn get<'a>(&'a self, object: &'a Object, dest: &'a Path, limit: u64) -> BoxFuture<'a, RemoteResult<bool>> {
         Box::pin(async move {
             let what = format!("GET {}", object.path());
             let key = self.object_key(object);

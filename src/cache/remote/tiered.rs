@@ -63,6 +63,39 @@ struct Shared {
     errors: Mutex<Vec<RemoteError>>,
 }
 
+impl Shared {
+    /// The state of one run against `remote`: its settings, and empty tallies. `permits`:
+    /// how many uploads may run at once. The store and the tests' fixture both start here.
+    fn new(
+        remote: Remote,
+        signer: Option<Signer>,
+        read_only: bool,
+        required: bool,
+        warn: Warn,
+        local: &LocalCache,
+        permits: usize,
+    ) -> Shared {
+        let name = remote.name.clone();
+        Shared {
+            policy: Policy::new(name.clone(), required, warn),
+            stats: Mutex::new(RemoteSummary { remote: name.clone(), read_only, ..Default::default() }),
+            name,
+            remote,
+            signer,
+            read_only,
+            required,
+            local: local.clone(),
+            permits: Semaphore::new(permits),
+            misses: Mutex::default(),
+            bad_archives: Mutex::default(),
+            restored_keys: Mutex::default(),
+            max_entry_size: AtomicU64::new(crate::cache::admission::DEFAULT_MAX_ENTRY_SIZE),
+            uploads: Mutex::default(),
+            errors: Mutex::default(),
+        }
+    }
+}
+
 /// What the remote did in a run.
 #[derive(Debug, Clone, Default)]
 pub struct RemoteSummary {
@@ -117,28 +150,8 @@ impl TieredStore {
         let Some(remote) = super::open(args, offline)? else {
             return Ok(TieredStore { local: local.clone(), runtime, remote: None });
         };
-        let name = remote.name.clone();
-        let shared = Shared {
-            policy: Policy::new(name.clone(), args.remote_required, warn),
-            stats: Mutex::new(RemoteSummary {
-                remote: name.clone(),
-                read_only: args.remote_read_only,
-                ..Default::default()
-            }),
-            name,
-            remote,
-            signer: Signer::from_env(),
-            read_only: args.remote_read_only,
-            required: args.remote_required,
-            local: local.clone(),
-            permits: Semaphore::new(UPLOAD_CONCURRENCY),
-            misses: Mutex::default(),
-            bad_archives: Mutex::default(),
-            restored_keys: Mutex::default(),
-            max_entry_size: AtomicU64::new(crate::cache::admission::DEFAULT_MAX_ENTRY_SIZE),
-            uploads: Mutex::default(),
-            errors: Mutex::default(),
-        };
+        let (read_only, required) = (args.remote_read_only, args.remote_required);
+        let shared = Shared::new(remote, Signer::from_env(), read_only, required, warn, local, UPLOAD_CONCURRENCY);
         Ok(TieredStore { local: local.clone(), runtime, remote: Some(Arc::new(shared)) })
     }
 

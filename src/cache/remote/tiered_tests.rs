@@ -51,23 +51,9 @@ fn fixture(signing_key: Option<&str>) -> Fixture {
     let memory = Memory::default();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let warn: crate::cache::Warn = Arc::new(|_: &str| {});
-    let shared = Shared {
-        name: "memory".into(),
-        remote: Remote { name: "memory".into(), backend: Box::new(memory.clone()) },
-        policy: Policy::new("memory".into(), false, warn),
-        signer: signing_key.map(|k| Signer::from_bytes(k.as_bytes())),
-        read_only: false,
-        required: false,
-        local: local.clone(),
-        permits: Semaphore::new(2),
-        stats: Mutex::default(),
-        misses: Mutex::default(),
-        bad_archives: Mutex::default(),
-        restored_keys: Mutex::default(),
-        max_entry_size: AtomicU64::new(crate::cache::admission::DEFAULT_MAX_ENTRY_SIZE),
-        uploads: Mutex::default(),
-        errors: Mutex::default(),
-    };
+    let remote = Remote { name: "memory".into(), backend: Box::new(memory.clone()) };
+    let signer = signing_key.map(|k| Signer::from_bytes(k.as_bytes()));
+    let shared = Shared::new(remote, signer, false, false, warn, &local, 2);
     let store = TieredStore { local, runtime: runtime.handle().clone(), remote: Some(Arc::new(shared)) };
     Fixture { _dir: dir, store, memory, _runtime: runtime }
 }

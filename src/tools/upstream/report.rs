@@ -49,6 +49,27 @@ fn notes_cell(row: &PackageReport) -> String {
     notes.join("; ")
 }
 
+/// `rows` as aligned plain-text columns: each cell padded to its column's widest, two spaces
+/// between, no trailing blanks (the `table` formats of `upstream check` and `constraints`).
+pub fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Appends a markdown table: `header`, the `|---|` line, then one line per row.
+fn markdown_table<const N: usize>(md: &mut String, header: [&str; N], rows: impl Iterator<Item = [String; N]>) {
+    let _ = writeln!(md, "| {} |\n|{}", header.join(" | "), "---|".repeat(N));
+    for row in rows {
+        let _ = writeln!(md, "| {} |", row.join(" | "));
+    }
+}
+
 /// A plain table, one row per pin.
 pub fn table(report: &CheckReport) -> String {
     let header = ["ECOSYSTEM", "PACKAGE", "PINNED", "LATEST", "LAG", "SEVERITY", "NOTES"].map(String::from);
@@ -64,13 +85,7 @@ pub fn table(report: &CheckReport) -> String {
             notes_cell(r),
         ]);
     }
-    let widths: Vec<usize> = (0..7).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = columns(&rows);
     let worst = report.worst.map(|s| s.name()).unwrap_or("none");
     let _ = writeln!(out, "\nworst: {worst}; {} lookup(s) failed", report.failed);
     out
@@ -91,21 +106,22 @@ pub fn markdown(report: &CheckReport) -> String {
     if behind.is_empty() && report.failed == 0 {
         md.push_str("Every pinned package is at its latest stable release.\n\n");
     } else if !behind.is_empty() {
-        md.push_str("| Package | Ecosystem | Current → Latest | Severity | Priority | Action |\n");
-        md.push_str("|---|---|---|---|---|---|\n");
-        for p in &behind {
+        let header = ["Package", "Ecosystem", "Current → Latest", "Severity", "Priority", "Action"];
+        let rows = behind.iter().map(|p| {
             let severity = p.severity.map(|s| s.name()).unwrap_or("-");
             let action = p.severity.map(|s| s.action()).unwrap_or("-");
             let priority = p.lag.map(|l| l.update.name()).unwrap_or("-");
-            let _ = writeln!(
-                md,
-                "| `{}` | {} | {} → {} | **{severity}** | {priority} | {action} |",
-                p.package,
-                p.ecosystem.key(),
-                p.pinned,
-                latest_cell(p)
-            );
-        }
+            let current = format!("{} → {}", p.pinned, latest_cell(p));
+            [
+                format!("`{}`", p.package),
+                p.ecosystem.key().into(),
+                current,
+                format!("**{severity}**"),
+                priority.into(),
+                action.into(),
+            ]
+        });
+        markdown_table(&mut md, header, rows);
         md.push('\n');
         let flagged: Vec<&&PackageReport> = behind.iter().filter(|p| !p.flags.is_empty()).collect();
         if !flagged.is_empty() {
@@ -125,19 +141,12 @@ pub fn markdown(report: &CheckReport) -> String {
         md.push('\n');
     }
     md.push_str("<details><summary>All pinned packages</summary>\n\n");
-    md.push_str("| Package | Registry | Pinned | Latest stable | Lag | Severity |\n|---|---|---|---|---|---|\n");
-    for p in &report.packages {
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {} | {} | {} | {} |",
-            p.package,
-            p.registry.name(),
-            p.pinned,
-            latest_cell(p),
-            lag_cell(p),
-            severity_cell(p)
-        );
-    }
+    let header = ["Package", "Registry", "Pinned", "Latest stable", "Lag", "Severity"];
+    let rows = report.packages.iter().map(|p| {
+        let package = format!("`{}`", p.package);
+        [package, p.registry.name().into(), p.pinned.clone(), latest_cell(p), lag_cell(p), severity_cell(p).into()]
+    });
+    markdown_table(&mut md, header, rows);
     md.push_str("\n</details>\n\n");
     md.push_str(
         "Severity: 0-1 patch info, 2+ patches notice, 1 minor warning, 2+ minors error, 1+ major critical; \
